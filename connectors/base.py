@@ -1,0 +1,353 @@
+"""The connector contract: what every source and destination plugin implements and nothing more.
+
+A connector talks to one outside system. It declares, without I/O, its name, contract version, config
+model (secret fields are ``pydantic.SecretStr``) and capabilities; it receives its HTTP layer from the
+framework; it knows how to talk to its API and how to classify the answers. Retries, batching, rate
+budgets, state and checkpoints belong to the framework (``sync``).
+
+Data crosses the boundary as the canonical records below. Sources yield :class:`Page` objects (records,
+quarantined rows and the cursor *after* the page); destinations answer :meth:`Destination.write_batch`
+with one :class:`RecordOutcome` per input. Whole-request failures raise one of the errors at the end of
+this module, each named for what the caller does next::
+
+    ConnectorError
+     ├── RetryLater          transient: wait (optionally ``retry_after`` seconds) and try again
+     │    └── QuotaExhausted a daily quota is spent: stop the run, resume after ``resets_at``
+     ├── FixConfiguration    credentials, scopes, field names: a person must act
+     └── GiveUp              these records cannot be written as they are
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from connectors.http import HttpLayer
+
+CONTRACT_VERSION = 1
+
+Scalar = str | int | float | bool | None
+
+
+# --------------------------------------------------------------------------------------------------
+# Canonical records (what sources yield)
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """A person in the CRM or MAP. ``key`` is the source system's id, stable for the person's life."""
+
+    key: str
+    updated_at: datetime
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    account_key: str | None = None
+    owner_id: str | None = None
+    country: str | None = None
+    title: str | None = None
+    lifecycle_stage: str | None = None
+    created_at: datetime | None = None
+    attributes: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A company. ``domain`` is the normalised web domain used for lead-to-account matching."""
+
+    key: str
+    updated_at: datetime
+    name: str | None = None
+    domain: str | None = None
+    industry: str | None = None
+    employees: int | None = None
+    country: str | None = None
+    annual_revenue: float | None = None
+    attributes: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+class ActivityType(enum.StrEnum):
+    """The activity vocabulary scoring understands; sources map vendor event types onto it."""
+
+    PAGE_VIEW = "page_view"
+    PRICING_PAGE = "pricing_page"
+    EMAIL_OPEN = "email_open"
+    EMAIL_CLICK = "email_click"
+    FORM_SUBMIT = "form_submit"
+    CONTENT_DOWNLOAD = "content_download"
+    WEBINAR = "webinar"
+    MEETING = "meeting"
+    SALES_TOUCH = "sales_touch"
+    CONVERSION = "conversion"
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Something a lead did (or had done to them) at a point in time."""
+
+    key: str
+    lead_key: str
+    type: ActivityType
+    occurred_at: datetime
+    attributes: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+class ConsentStatus(enum.StrEnum):
+    GRANTED = "granted"
+    DENIED = "denied"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """One change of a person's consent on one channel (email, ads, sales)."""
+
+    key: str
+    lead_key: str
+    channel: str
+    status: ConsentStatus
+    effective_at: datetime
+    lawful_basis: str | None = None
+    source: str | None = None
+
+
+Record = Lead | Account | Activity | ConsentChange
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A source row that broke the data contract, kept with the reason so nothing is silently lost."""
+
+    stream: str
+    key: str | None
+    reason: str
+    raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a stream. ``cursor`` resumes *after* this page; the framework stores it only once the
+    page's records are stored."""
+
+    records: Sequence[Record]
+    cursor: str | None
+    quarantined: Sequence[Quarantined] = ()
+
+
+# --------------------------------------------------------------------------------------------------
+# Writes (what destinations receive and answer)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    """One record of a write batch.
+
+    ``target`` is the destination's object id (or natural key); ``idempotency_key`` is stable across
+    retries and runs, and a connector whose operation is not idempotent must carry it into the created
+    object so that the framework can look it up after an unknown outcome.
+    """
+
+    target: str
+    idempotency_key: str
+    payload: Mapping[str, Any]
+
+
+class Outcome(enum.StrEnum):
+    ACKNOWLEDGED = "acknowledged"  # the destination confirmed this record: the ledger moves
+    RETRYABLE = "retryable"        # a transient failure for this record: try again
+    REJECTED = "rejected"          # a data error: dead letter with the destination's reason
+    UNKNOWN = "unknown"            # sent, no answer: look up (or resend if idempotent)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """The destination's answer for one input record, in the order the records were sent."""
+
+    idempotency_key: str
+    outcome: Outcome
+    reason: str | None = None
+    remote_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.ACKNOWLEDGED
+
+
+# --------------------------------------------------------------------------------------------------
+# Declarations (no I/O)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A request budget: ``requests`` per ``per_seconds`` window, and an optional daily quota."""
+
+    requests: int
+    per_seconds: float
+    daily: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSpec:
+    """What a destination can do with one kind of operation."""
+
+    max_batch_size: int
+    idempotent: bool = True
+    per_record_results: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """Everything the framework needs to drive a connector, declared without I/O."""
+
+    streams: tuple[str, ...] = ()
+    operations: Mapping[str, OperationSpec] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None
+
+    @property
+    def is_source(self) -> bool:
+        return bool(self.streams)
+
+    @property
+    def is_destination(self) -> bool:
+        return bool(self.operations)
+
+
+class ConnectorConfig(BaseModel):
+    """Base for each connector's settings model. Secret fields are ``SecretStr``; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Connector(ABC):
+    """Base of every connector. Sub-classes set the class variables and implement the I/O methods."""
+
+    name: ClassVar[str]
+    contract_version: ClassVar[int] = CONTRACT_VERSION
+    config_model: ClassVar[type[ConnectorConfig]]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, config: ConnectorConfig, http: HttpLayer) -> None:
+        self.config = config
+        self.http = http
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Make one cheap authenticated call; raise :class:`FixConfiguration` on bad credentials."""
+
+    def pull(self, stream: str, cursor: str | None) -> AsyncIterator[Page]:
+        """Yield pages of ``stream`` changed since ``cursor`` (``None``: from the beginning).
+
+        Sources implement this as an ``async def`` generator.
+        """
+        raise GiveUp(f"{self.name} is not a source", connector=self.name)
+
+    async def write_batch(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        """Write one batch (never larger than the operation's ``max_batch_size``); one outcome per record."""
+        raise GiveUp(f"{self.name} is not a destination", connector=self.name)
+
+    async def lookup(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        """For non-idempotent operations: find objects already created under these idempotency keys.
+
+        Returns ACKNOWLEDGED (with ``remote_id``) for found keys and UNKNOWN for the rest.
+        """
+        return [RecordOutcome(r.idempotency_key, Outcome.UNKNOWN) for r in records]
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors, by what the caller does next
+
+
+class LeadrelayError(Exception):
+    """Base of every error leadrelay raises on purpose."""
+
+
+class ConnectorError(LeadrelayError):
+    """A whole request failed. Carries the connector's name and the vendor's message (never a secret)."""
+
+    def __init__(self, message: str, *, connector: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.connector = connector
+        self.status = status
+
+    def __str__(self) -> str:
+        where = f"{self.connector}: " if self.connector else ""
+        code = f" (HTTP {self.status})" if self.status else ""
+        return f"{where}{self.message}{code}"
+
+
+class RetryLater(ConnectorError):
+    """Transient: try again, after ``retry_after`` seconds when the vendor said so.
+
+    ``rate_limited`` marks waits imposed by the vendor's rate limit, which do not use up a record's
+    retry budget.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connector: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+    ) -> None:
+        super().__init__(message, connector=connector, status=status)
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+
+
+class QuotaExhausted(RetryLater):
+    """A daily (or other long-window) quota is spent: end the run cleanly; resume after ``retry_after``."""
+
+
+class FixConfiguration(ConnectorError):
+    """Credentials, scopes or settings are wrong; retrying will not help until a person acts."""
+
+
+class OutcomeUnknown(RetryLater):
+    """The request may have reached the destination but no answer came back (a read timeout, a reset).
+
+    Safe to resend for idempotent operations; for the others the framework looks the keys up first.
+    """
+
+
+class GiveUp(ConnectorError):
+    """The records in this request cannot be written as they are (a malformed request, say)."""
+
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "Account",
+    "Activity",
+    "ActivityType",
+    "Capabilities",
+    "Connector",
+    "ConnectorConfig",
+    "ConnectorError",
+    "ConsentChange",
+    "ConsentStatus",
+    "FixConfiguration",
+    "GiveUp",
+    "Lead",
+    "LeadrelayError",
+    "OperationSpec",
+    "Outcome",
+    "OutcomeUnknown",
+    "Page",
+    "Quarantined",
+    "QuotaExhausted",
+    "RateLimit",
+    "Record",
+    "RecordOutcome",
+    "RetryLater",
+    "Scalar",
+    "WriteRecord",
+]
