@@ -237,6 +237,26 @@ class Connector(ABC):
         self.config = config
         self.http = http
 
+    @classmethod
+    def client_base_url(cls, config: ConnectorConfig) -> str:
+        """Where the framework points the HTTP client (default: the config's ``base_url``)."""
+        return str(getattr(config, "base_url", ""))
+
+    @classmethod
+    def rate_limit_for(cls, config: ConnectorConfig) -> RateLimit | None:
+        """The request budget for this account: the config's, when it has one, else the declared one."""
+        configured = getattr(config, "rate_limit", None)
+        if callable(configured):
+            limit = configured()
+            if isinstance(limit, RateLimit):
+                return limit
+        return cls.capabilities.rate_limit
+
+    @classmethod
+    def client_headers(cls, config: ConnectorConfig) -> dict[str, str]:
+        """Headers the framework sets on the client (authentication, API version). No I/O."""
+        return {}
+
     @abstractmethod
     async def check(self) -> None:
         """Make one cheap authenticated call; raise :class:`FixConfiguration` on bad credentials."""

@@ -1,0 +1,225 @@
+"""`leadrelay ...`: a thin shell over functions the tests call directly.
+
+Expected failures (bad config, bad credentials, a refused model) print one clear line and exit with the
+code of their class; only a bug prints a traceback. Heavy modules (onnxruntime, scikit-learn, the
+sandbox) are imported inside the commands that need them, so `leadrelay --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from connectors.base import ConnectorError, FixConfiguration, LeadrelayError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (FixConfiguration, 3),   # credentials or scopes: a person must act
+    (ConnectorError, 4),     # the outside system failed
+    (LeadrelayError, 2),     # configuration, models, data
+]
+
+
+def _fail_cleanly(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LeadrelayError as exc:
+            code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(code)
+        except KeyError as exc:  # an unknown pipeline name
+            click.secho(f"error: {exc.args[0]}", fg="red", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(ctx: click.Context) -> Any:
+    from sync import config
+
+    return config.load(ctx.obj["config"])
+
+
+def _pipeline_name(settings: Any, name: str | None) -> str:
+    if name is not None:
+        return name
+    if len(settings.pipelines) == 1:
+        return next(iter(settings.pipelines))
+    raise KeyError(f"several pipelines are configured ({', '.join(settings.pipelines)}): pick one with --pipeline")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="leadrelay")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              default=lambda: os.environ.get("LEADRELAY_CONFIG", "leadrelay.toml"), show_default="leadrelay.toml",
+              help="Config file (TOML). Also $LEADRELAY_CONFIG.")
+@click.pass_context
+def main(ctx: click.Context, config_path: str) -> None:
+    """leadrelay: pull leads from your CRM, score them with ONNX models, push scores back — exactly once."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_path
+
+
+@main.group()
+def connectors() -> None:
+    """Installed connector plugins."""
+
+
+@connectors.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def connectors_list(as_json: bool) -> None:
+    """Each connector, its package and version, and any plugin that failed to load with the reason."""
+    from connectors.registry import discover
+
+    rows = []
+    for item in discover():
+        caps = item.connector.capabilities if item.connector else None
+        rows.append({
+            "name": item.name, "package": item.package, "version": item.version, "target": item.target,
+            "ok": item.ok, "error": item.error,
+            "streams": list(caps.streams) if caps else [],
+            "operations": sorted(caps.operations) if caps else [],
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        where = f"{row['package']} {row['version']}"
+        if row["ok"]:
+            roles = ", ".join(filter(None, [
+                f"source of {'/'.join(row['streams'])}" if row["streams"] else "",
+                f"destination for {'/'.join(row['operations'])}" if row["operations"] else ""]))
+            click.echo(f"{row['name']:<14} {where:<24} {roles}")
+        else:
+            click.secho(f"{row['name']:<14} {where:<24} FAILED TO LOAD: {row['error']}", fg="red")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Configuration."""
+
+
+@config_group.command("check")
+@click.pass_context
+@_fail_cleanly
+def config_check(ctx: click.Context) -> None:
+    """Validate the config file (secrets are resolved, never printed)."""
+    settings = _settings(ctx)
+    click.echo(f"{ctx.obj['config']}: OK — {len(settings.connections)} connection(s), "
+               f"{len(settings.pipelines)} pipeline(s): {', '.join(settings.pipelines)}")
+
+
+@main.command()
+@click.option("--pipeline", "-p", help="Pipeline to run (default: the only one).")
+@click.option("--dry-run", is_flag=True, help="Show the whole plan; write nothing anywhere.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@_fail_cleanly
+def sync(ctx: click.Context, pipeline: str | None, dry_run: bool, as_json: bool) -> None:
+    """Run one cycle: pull, score, plan, deliver (or, with --dry-run, stop after planning)."""
+    from sync.pipeline import run_cycle_sync
+    from sync.report import render_cycle
+    from sync.store import Store, store_ready
+
+    settings = _settings(ctx)
+    name = _pipeline_name(settings, pipeline)
+    if dry_run and not store_ready(settings.store.url):
+        store = Store("sqlite://")  # nothing stored yet: plan against an empty in-memory store
+        store.create_all()
+    else:
+        store = Store(settings.store.url)
+        if not dry_run:
+            store.create_all()
+    report = run_cycle_sync(settings, name, store, dry_run=dry_run)
+    store.close()
+    click.echo(json.dumps(report.as_dict(), indent=2, default=str) if as_json else render_cycle(report))
+    if report.status == "failed":
+        sys.exit(4)
+
+
+@main.command()
+@click.option("--pipeline", "-p", help="Pipeline whose store history to learn from.")
+@click.option("--out", type=click.Path(file_okay=False), help="Model folder (default: scoring.model_dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print the model card as JSON.")
+@click.pass_context
+@_fail_cleanly
+def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bool) -> None:
+    """Train a lead model from the store's history and export it as ONNX with a model card."""
+    from sync.report import render_training
+    from sync.store import Store
+    from sync.training import describe, train_from_store
+
+    settings = _settings(ctx)
+    name = _pipeline_name(settings, pipeline)
+    store = Store(settings.store.url)
+    store.create_all()
+    result = train_from_store(settings, name, store, now=datetime.now(UTC), out_dir=out)
+    store.close()
+    click.echo(json.dumps(describe(result), indent=2, default=str) if as_json else render_training(result))
+
+
+@main.command()
+@click.option("--pipeline", "-p", help="Pipeline (default: all).")
+@click.pass_context
+@_fail_cleanly
+def status(ctx: click.Context, pipeline: str | None) -> None:
+    """Recent runs and the outbox."""
+    from sync.store import Store, store_ready
+
+    settings = _settings(ctx)
+    if not store_ready(settings.store.url):
+        click.echo("no runs yet")
+        return
+    store = Store(settings.store.url)
+    with store.unit(dry_run=True) as unit:
+        for run in unit.runs(pipeline, limit=10):
+            kind = "dry-run" if run["dry_run"] else "run"
+            click.echo(f"#{run['id']:<5} {run['pipeline']:<16} {kind:<8} {run['status']:<10} "
+                       f"{run['started_at']:%Y-%m-%d %H:%M:%S}  {json.dumps(run['counts'], default=str)}")
+        click.echo(f"outbox: {json.dumps(unit.outbox_counts())}")
+    store.close()
+
+
+@main.group()
+def sandbox() -> None:
+    """The built-in fake vendor APIs (for trying leadrelay without a CRM)."""
+
+
+@sandbox.command("serve")
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--contacts", default=2000, show_default=True, type=int)
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--token", default="sandbox-token", show_default=True)
+def sandbox_serve(port: int, contacts: int, seed: int, token: str) -> None:
+    """Serve a seeded HubSpot sandbox on 127.0.0.1:PORT until interrupted."""
+    from sync.demo import serve_forever
+
+    serve_forever(port=port, contacts=contacts, seed=seed, token=token)
+
+
+@main.command()
+@click.option("--contacts", default=3000, show_default=True, type=int, help="Sandbox contacts to seed.")
+@click.option("--workdir", default=".leadrelay/demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where the demo keeps its store, model and config.")
+@click.option("--seed", default=7, show_default=True, type=int)
+@_fail_cleanly
+def demo(contacts: int, workdir: str, seed: int) -> None:
+    """End to end on the sandbox: seed, pull, train, dry-run, sync, re-sync; print what happened."""
+    from sync.demo import run_demo
+
+    run_demo(Path(workdir), contacts=contacts, seed=seed, echo=click.echo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""TOML -> validated settings.
+
+Every key is checked on load; an error names the key path and what is wrong; unknown keys are refused.
+Secrets are written as ``"${VAR}"`` (or ``"${VAR:-default}"``) and taken from the environment at load time; connector settings mark
+them ``SecretStr`` so they are never printed, logged or stored. Connection tables are validated by the
+connector's own config model, so a plugin's options get the same treatment as the built-ins'.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from connectors.base import ConnectorConfig, LeadrelayError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+DEFAULT_STORE_URL = "sqlite:///.leadrelay/leadrelay.db"
+
+
+class ConfigError(LeadrelayError):
+    """The configuration is wrong; the message lists each problem as ``key.path: what is wrong``."""
+
+    def __init__(self, problems: list[str], *, source: str | None = None) -> None:
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid configuration{where}:\n  " + "\n  ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Strict):
+    url: str = DEFAULT_STORE_URL
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return value
+
+
+class RetryConfig(_Strict):
+    attempts: int = Field(5, ge=1, le=50)
+    initial_wait: float = Field(0.5, gt=0)
+    max_wait: float = Field(30.0, gt=0)
+    max_retry_after: float = Field(300.0, gt=0)
+    timeout: float = Field(30.0, gt=0)
+
+
+class BandThreshold(_Strict):
+    name: str
+    min_score: int = Field(ge=1, le=99)
+
+
+class ScoringSettings(_Strict):
+    model_dir: str = ".leadrelay/models/lead"
+    horizon_days: int = Field(30, ge=1, le=365)
+    cutoff_step_days: int = Field(7, ge=1, le=90)
+    min_examples: int = Field(200, ge=10)
+    min_positives: int = Field(20, ge=5)
+    batch_size: int = Field(10_000, ge=1, le=1_000_000)
+    rescore_after_hours: float = Field(24.0, gt=0)
+    features: dict[str, Any] = Field(default_factory=dict)  # validated by scoring.FeatureSpec
+
+
+class PipelineSettings(_Strict):
+    source: str
+    destination: str
+    streams: tuple[str, ...] = ("accounts", "leads", "activities")
+    interval_seconds: int = Field(900, ge=10)
+    push_scores: bool = True
+    min_score_change: int = Field(1, ge=0, le=98)
+    activity_retention_days: int = Field(180, ge=1)
+
+
+class ConnectionSettings(_Strict):
+    """A named connection: the connector type, framework options, and the connector's own options."""
+
+    type: str
+    options: ConnectorConfig
+
+
+class Settings(_Strict):
+    store: StoreSettings = StoreSettings()
+    retry: RetryConfig = RetryConfig()
+    scoring: ScoringSettings = ScoringSettings()
+    connections: dict[str, ConnectionSettings]
+    pipelines: dict[str, PipelineSettings]
+
+    @model_validator(mode="after")
+    def _pipelines_name_connections(self) -> Settings:
+        problems = []
+        for name, pipe in self.pipelines.items():
+            for role in ("source", "destination"):
+                target = getattr(pipe, role)
+                if target not in self.connections:
+                    problems.append(f"pipelines.{name}.{role}: no connection named {target!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _interpolate(value: Any, path: str, problems: list[str], env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            var, default = match.group(1), match.group(2)
+            if var in env:
+                return env[var]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {var} is not set")
+            return ""
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else k, problems, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", problems, env) for i, v in enumerate(value)]
+    return value
+
+
+def _pydantic_problems(exc: ValidationError, prefix: str) -> list[str]:
+    out = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        path = ".".join(p for p in (prefix, loc) if p)
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        out.append(f"{path or '(top level)'}: {message}")
+    return out
+
+
+def parse(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, source: str | None = None) -> Settings:
+    """Validate a parsed TOML document; raise :class:`ConfigError` listing every problem found."""
+    from connectors import registry
+
+    problems: list[str] = []
+    data = _interpolate(dict(raw), "", problems, os.environ if env is None else env)
+    connections: dict[str, Any] = {}
+    for name, table in (data.get("connections") or {}).items():
+        path = f"connections.{name}"
+        if not isinstance(table, dict):
+            problems.append(f"{path}: must be a table")
+            continue
+        options = dict(table)
+        kind = options.pop("type", None)
+        if not isinstance(kind, str):
+            problems.append(f"{path}.type: required key is missing (the connector to use, e.g. 'hubspot')")
+            continue
+        try:
+            cls = registry.get(kind)
+        except registry.UnknownConnector as exc:
+            problems.append(f"{path}.type: {exc}")
+            continue
+        try:
+            model = cls.config_model.model_validate(options)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, path))
+            continue
+        connections[name] = {"type": kind, "options": model}
+    data["connections"] = connections
+    if "pipelines" not in data:
+        problems.append("pipelines: at least one pipeline is required")
+    if problems:
+        raise ConfigError(problems, source=source)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(exc, ""), source=source) from None
+
+
+def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a TOML config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror}"], source=str(file)) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], source=str(file)) from None
+    return parse(raw, env=env, source=str(file))
+
+
+__all__ = [
+    "ConfigError",
+    "ConnectionSettings",
+    "PipelineSettings",
+    "RetryConfig",
+    "ScoringSettings",
+    "Settings",
+    "StoreSettings",
+    "load",
+    "parse",
+]

@@ -1,0 +1,167 @@
+"""Delivery from the durable outbox: batching, per-record outcomes, dead letters.
+
+Operations are in the outbox (committed) before anything is sent. Each batch is no larger than the
+destination allows; its outcome is recorded record by record and committed before the next batch, so a
+crash between send and acknowledgement leaves the operation open and the next run sends it again —
+harmless for idempotent operations, and for the others the agent first looks the idempotency key up.
+A whole batch the destination refuses is split in halves until the bad records are isolated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from connectors.base import (
+    Connector,
+    FixConfiguration,
+    GiveUp,
+    Outcome,
+    OutcomeUnknown,
+    QuotaExhausted,
+    RecordOutcome,
+    RetryLater,
+    WriteRecord,
+)
+from sync.store import StoredOp, Unit
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class DeliveryReport:
+    destination: str
+    outcomes: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    stopped: str | None = None  # why delivery stopped early (quota, credentials), if it did
+    rejected_samples: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"destination": self.destination, "outcomes": dict(self.outcomes), "batches": self.batches,
+                "stopped": self.stopped, "rejected_samples": self.rejected_samples}
+
+
+class _Stop(Exception):
+    """Ends this destination's delivery for the run; open operations wait for the next one."""
+
+
+def _record(op: StoredOp) -> WriteRecord:
+    return WriteRecord(target=op.target, idempotency_key=op.idempotency_key, payload=op.payload)
+
+
+class Deliverer:
+    """Sends one destination's open operations and records every outcome in the store."""
+
+    def __init__(self, unit: Unit, connector: Connector, destination: str, *, clock: Clock,
+                 concurrency: int = 4) -> None:
+        self.unit = unit
+        self.connector = connector
+        self.destination = destination
+        self.clock = clock
+        self.concurrency = max(1, concurrency)
+        self.report = DeliveryReport(destination)
+
+    async def deliver(self) -> DeliveryReport:
+        caps = self.connector.capabilities.operations
+        for operation, spec in caps.items():
+            ops = self.unit.open_operations(self.destination, operation)
+            if not ops:
+                continue
+            if not spec.idempotent:
+                ops = await self._resolve_unknown(operation, ops, spec.max_batch_size)
+            batches = [ops[i:i + spec.max_batch_size] for i in range(0, len(ops), spec.max_batch_size)]
+            gate = asyncio.Semaphore(self.concurrency)
+
+            async def one(batch: Sequence[StoredOp], op: str = operation) -> None:
+                async with gate:
+                    if self.report.stopped is None:
+                        await self._send(op, batch)
+
+            results = await asyncio.gather(*(one(b) for b in batches), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, _Stop):
+                    raise result
+            if self.report.stopped is not None:
+                break
+        return self.report
+
+    async def _resolve_unknown(self, operation: str, ops: list[StoredOp], size: int) -> list[StoredOp]:
+        """Before creating again, ask the destination whether an unknown outcome actually happened."""
+        unknown = [op for op in ops if op.status == "unknown"]
+        if not unknown:
+            return ops
+        found: set[str] = set()
+        for i in range(0, len(unknown), size):
+            chunk = unknown[i:i + size]
+            results = await self.connector.lookup(operation, [_record(op) for op in chunk])
+            by_key = {r.idempotency_key: r for r in results}
+            acks = [(op, by_key[op.idempotency_key].remote_id) for op in chunk
+                    if op.idempotency_key in by_key and by_key[op.idempotency_key].ok]
+            self.unit.acknowledge(acks, self.clock())
+            self.unit.checkpoint()
+            found.update(op.idempotency_key for op, _ in acks)
+            self.report.outcomes["found_by_lookup"] += len(acks)
+        return [op for op in ops if op.idempotency_key not in found]
+
+    async def _send(self, operation: str, batch: Sequence[StoredOp]) -> None:
+        self.report.batches += 1
+        try:
+            results = await self.connector.write_batch(operation, [_record(op) for op in batch])
+        except QuotaExhausted as exc:
+            self._stop(f"quota exhausted: {exc}")
+        except FixConfiguration as exc:
+            self._stop(f"configuration: {exc}")
+        except OutcomeUnknown as exc:
+            self._apply(batch, [RecordOutcome(op.idempotency_key, Outcome.UNKNOWN, str(exc)) for op in batch])
+        except RetryLater as exc:
+            self._apply(batch, [RecordOutcome(op.idempotency_key, Outcome.RETRYABLE, str(exc)) for op in batch])
+        except GiveUp as exc:
+            if len(batch) == 1:
+                self._apply(batch, [RecordOutcome(batch[0].idempotency_key, Outcome.REJECTED, exc.message)])
+                return
+            # One bad record can sink a whole batch: bisect until the bad ones stand alone.
+            half = len(batch) // 2
+            await self._send(operation, batch[:half])
+            await self._send(operation, batch[half:])
+        else:
+            self._apply(batch, self._match(batch, results))
+
+    def _stop(self, why: str) -> None:
+        self.report.stopped = why
+        raise _Stop(why)
+
+    @staticmethod
+    def _match(batch: Sequence[StoredOp], results: Sequence[RecordOutcome]) -> list[RecordOutcome]:
+        """One outcome per sent record; a missing or extra answer is never taken as success."""
+        by_key = {r.idempotency_key: r for r in results}
+        if len(results) != len(batch):
+            note = f"destination answered {len(results)} outcomes for {len(batch)} records"
+            return [RecordOutcome(op.idempotency_key, Outcome.UNKNOWN, note)
+                    if op.idempotency_key not in by_key or not by_key[op.idempotency_key].ok
+                    else by_key[op.idempotency_key] for op in batch]
+        return [by_key.get(op.idempotency_key,
+                           RecordOutcome(op.idempotency_key, Outcome.UNKNOWN, "no outcome for this record"))
+                for op in batch]
+
+    def _apply(self, batch: Sequence[StoredOp], results: Sequence[RecordOutcome]) -> None:
+        now = self.clock()
+        acks: list[tuple[StoredOp, str | None]] = []
+        others: list[tuple[StoredOp, str, str | None]] = []
+        for op, result in zip(batch, results, strict=True):
+            self.report.outcomes[result.outcome.value] += 1
+            if result.ok:
+                acks.append((op, result.remote_id))
+                continue
+            others.append((op, result.outcome.value, result.reason))
+            if result.outcome is Outcome.REJECTED and len(self.report.rejected_samples) < 10:
+                self.report.rejected_samples.append(
+                    {"target": op.target, "operation": op.operation, "reason": result.reason or ""})
+        self.unit.acknowledge(acks, now)
+        self.unit.mark(others, now)
+        self.unit.checkpoint()
+
+
+__all__ = ["DeliveryReport", "Deliverer"]

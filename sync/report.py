@@ -1,0 +1,68 @@
+"""Human-readable reports of a cycle (the dry-run plan included) and of a training run."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sync.pipeline import CycleReport
+    from sync.training import TrainResult
+
+
+def _kv(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing"
+
+
+def render_cycle(report: CycleReport) -> str:
+    title = "DRY RUN — nothing was written anywhere" if report.dry_run else f"run #{report.run_id}"
+    lines = [f"pipeline {report.pipeline}: {title}  [{report.status}]"]
+    lines.append(f"  read:        {_kv(dict(report.read))}")
+    lines.append(f"  changed:     {_kv(dict(report.changed))}")
+    lines.append(f"  quarantined: {report.quarantined}")
+    for q in report.quarantine_samples[:5]:
+        lines.append(f"    - {q['stream']} {q['key']}: {q['reason']}")
+    if report.scoring_note:
+        lines.append(f"  scoring:     {report.scoring_note}")
+    else:
+        lines.append(f"  scored:      {report.scored} lead(s) with model {report.model_version}")
+    plan = report.plan
+    if plan:
+        verb = "would enqueue" if report.dry_run else "enqueued"
+        ops = plan.get("operations", [])
+        lines.append(f"  plan:        {verb} " + (", ".join(
+            f"{o['count']} {o['operation']} → {o['destination']}" for o in ops) or "no operations"))
+        lines.append(f"               unchanged {plan.get('unchanged', 0)}, below min change "
+                     f"{plan.get('immaterial', 0)}, already queued {plan.get('already_queued', 0)}")
+    for sample in report.samples[:5]:
+        payload = json.dumps(sample["payload"], default=str)
+        if len(payload) > 120:
+            payload = payload[:117] + "..."
+        lines.append(f"    - {sample['operation']} {sample['target']}: {sample['reason']}")
+        lines.append(f"      {payload}")
+    for d in report.delivery:
+        lines.append(f"  delivered:   {d['destination']}: {_kv(d['outcomes'])} in {d['batches']} batch(es)")
+        for r in d.get("rejected_samples", [])[:5]:
+            lines.append(f"    - rejected {r['operation']} {r['target']}: {r['reason']}")
+    for err in report.errors:
+        lines.append(f"  error:       {err}")
+    return "\n".join(lines)
+
+
+def render_training(result: TrainResult) -> str:
+    card = result.card
+    data = card.as_dict() if hasattr(card, "as_dict") else {}
+    lines = [f"model {data.get('version', '?')} written to {result.out_dir}",
+             f"  {result.subjects} leads, {result.examples} training examples"]
+    champion = data.get("champion")
+    metrics = data.get("metrics", {})
+    if champion:
+        lines.append(f"  champion: {champion}")
+    for name, m in metrics.items():
+        if isinstance(m, dict):
+            lines.append("  " + name + ": " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                        for k, v in m.items()))
+    return "\n".join(lines)
+
+
+__all__ = ["render_cycle", "render_training"]

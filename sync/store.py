@@ -1,0 +1,688 @@
+"""The agent's own store: what scoring, planning and delivery need, in sqlmodel tables.
+
+SQLite (WAL) by default, PostgreSQL by URL; the same code and the same tests run on both. Reads and
+writes are set-based (one statement per page or chunk, never one round trip per record).
+
+Everything one cycle does happens inside one :class:`Unit` (one connection, one transaction).
+``checkpoint()`` commits what is done so far — the cursor is moved in the same transaction as the page it
+covers, so a crash never advances a cursor past unstored rows. A dry run opens the same unit with
+``dry_run=True``: it runs the very same code, sees its own writes, and rolls everything back at the end,
+so nothing is changed anywhere. (On SQLite a dry run therefore holds the write lock while it runs.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import JSON, Column, Field, SQLModel
+
+from connectors.base import Account, Activity, ActivityType, Lead, Quarantined
+
+SCHEMA_VERSION = 1
+_CHUNK = 900  # bound parameters per IN clause: safe on every SQLite build
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables
+
+
+class CursorRow(SQLModel, table=True):
+    __tablename__ = "cursor"
+    pipeline: str = Field(primary_key=True)
+    stream: str = Field(primary_key=True)
+    value: str
+    updated_at: datetime = Field(sa_type=sa.DateTime())
+
+
+class LeadRow(SQLModel, table=True):
+    __tablename__ = "lead"
+    source: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    account_key: str | None = Field(default=None, index=True)
+    owner_id: str | None = None
+    country: str | None = None
+    title: str | None = None
+    lifecycle_stage: str | None = None
+    created_at: datetime | None = Field(default=None, sa_type=sa.DateTime())
+    updated_at: datetime = Field(sa_type=sa.DateTime())
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    content_hash: str
+
+
+class AccountRow(SQLModel, table=True):
+    __tablename__ = "account"
+    source: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    name: str | None = None
+    domain: str | None = Field(default=None, index=True)
+    industry: str | None = None
+    employees: int | None = None
+    country: str | None = None
+    annual_revenue: float | None = None
+    updated_at: datetime = Field(sa_type=sa.DateTime())
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    content_hash: str
+
+
+class ActivityRow(SQLModel, table=True):
+    __tablename__ = "activity"
+    __table_args__ = (sa.Index("ix_activity_lead_time", "source", "lead_key", "occurred_at"),)
+    source: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    lead_key: str
+    type: str
+    occurred_at: datetime = Field(sa_type=sa.DateTime())
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class QuarantineRow(SQLModel, table=True):
+    __tablename__ = "quarantine"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, index=True)
+    source: str
+    stream: str
+    record_key: str | None = None
+    reason: str
+    raw: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_type=sa.DateTime())
+
+
+class ScoreRow(SQLModel, table=True):
+    """The latest score of each lead (one row per lead)."""
+
+    __tablename__ = "score"
+    source: str = Field(primary_key=True)
+    lead_key: str = Field(primary_key=True)
+    probability: float
+    score: int
+    band: str
+    reasons_positive: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    reasons_negative: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    model_version: str
+    scored_at: datetime = Field(sa_type=sa.DateTime())
+
+
+class LedgerRow(SQLModel, table=True):
+    """What each destination has *acknowledged* — never what was merely attempted."""
+
+    __tablename__ = "ledger"
+    destination: str = Field(primary_key=True)
+    operation: str = Field(primary_key=True)
+    target: str = Field(primary_key=True)
+    payload_hash: str
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    remote_id: str | None = None
+    acknowledged_at: datetime = Field(sa_type=sa.DateTime())
+
+
+class OutboxRow(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_due", "destination", "status"),)
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    pipeline: str
+    destination: str
+    operation: str
+    target: str
+    payload_hash: str
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reason: str = ""
+    status: str = "pending"  # pending | acknowledged | retryable | rejected | unknown | superseded
+    attempts: int = 0
+    last_error: str | None = None
+    remote_id: str | None = None
+    run_id: int | None = None
+    created_at: datetime = Field(sa_type=sa.DateTime())
+    updated_at: datetime = Field(sa_type=sa.DateTime())
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "run"
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline: str = Field(index=True)
+    dry_run: bool = False
+    started_at: datetime = Field(sa_type=sa.DateTime())
+    finished_at: datetime | None = Field(default=None, sa_type=sa.DateTime())
+    status: str = "running"  # running | succeeded | failed | partial
+    counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = None
+
+
+class MetaRow(SQLModel, table=True):
+    __tablename__ = "leadrelay_meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+OPEN_STATUSES = ("pending", "retryable", "unknown")
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; everything in leadrelay is UTC-aware."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    # Stored as naive UTC on every backend, so comparisons never depend on the driver's tz handling.
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def content_hash(values: Mapping[str, Any]) -> str:
+    blob = json.dumps(values, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _lead_values(source: str, lead: Lead) -> dict[str, Any]:
+    values = {
+        "email": lead.email, "first_name": lead.first_name, "last_name": lead.last_name,
+        "account_key": lead.account_key, "owner_id": lead.owner_id, "country": lead.country,
+        "title": lead.title, "lifecycle_stage": lead.lifecycle_stage,
+        "created_at": _naive(lead.created_at), "attributes": dict(lead.attributes),
+    }
+    digest = content_hash(values)
+    return {"source": source, "key": lead.key, **values, "updated_at": _naive(lead.updated_at),
+            "content_hash": digest}
+
+
+def _account_values(source: str, account: Account) -> dict[str, Any]:
+    values = {
+        "name": account.name, "domain": account.domain, "industry": account.industry,
+        "employees": account.employees, "country": account.country,
+        "annual_revenue": account.annual_revenue, "attributes": dict(account.attributes),
+    }
+    digest = content_hash(values)
+    return {"source": source, "key": account.key, **values, "updated_at": _naive(account.updated_at),
+            "content_hash": digest}
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    payload_hash: str
+    payload: Mapping[str, Any]
+    remote_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxOp:
+    """An operation as the planner hands it to the outbox."""
+
+    idempotency_key: str
+    destination: str
+    operation: str
+    target: str
+    payload_hash: str
+    payload: Mapping[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOp:
+    id: int
+    idempotency_key: str
+    destination: str
+    operation: str
+    target: str
+    payload_hash: str
+    payload: Mapping[str, Any]
+    status: str
+    attempts: int
+
+
+# --------------------------------------------------------------------------------------------------
+# The store and its unit of work
+
+
+class Store:
+    """Owns the engine. ``unit()`` gives the transaction one cycle works in."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine = _make_engine(url, echo=echo)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def create_all(self) -> None:
+        SQLModel.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            stmt = _upsert(self.dialect, MetaRow.__table__, [{"key": "schema_version",
+                                                               "value": str(SCHEMA_VERSION)}], ["key"])
+            conn.execute(stmt)
+
+    def drop_all(self) -> None:
+        SQLModel.metadata.drop_all(self.engine)
+
+    @contextmanager
+    def unit(self, *, dry_run: bool = False) -> Iterator[Unit]:
+        with self.engine.connect() as conn:
+            unit = Unit(conn, self.dialect, dry_run=dry_run)
+            try:
+                yield unit
+            except BaseException:
+                conn.rollback()
+                raise
+            if dry_run:
+                conn.rollback()
+            else:
+                conn.commit()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def store_ready(url: str) -> bool:
+    """Whether a store with leadrelay's tables exists at ``url`` — asked without creating anything."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if not path or path == ":memory:" or not Path(path).exists():
+            return False
+    engine = sa.create_engine(url if not url.startswith("postgresql://")
+                              else "postgresql+psycopg://" + url.removeprefix("postgresql://"))
+    try:
+        return bool(sa.inspect(engine).has_table(RunRow.__tablename__))
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _make_engine(url: str, *, echo: bool) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, echo=echo, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def _upsert(dialect: str, table: sa.Table, rows: list[dict[str, Any]], keys: list[str],
+            update: Iterable[str] | None = None) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).values(rows) if len(rows) == 1 else insert(table)
+    columns = update if update is not None else [c for c in rows[0] if c not in keys]
+    if not columns:
+        return stmt.on_conflict_do_nothing(index_elements=keys)
+    return stmt.on_conflict_do_update(index_elements=keys,
+                                      set_={c: getattr(stmt.excluded, c) for c in columns})
+
+
+class Unit:
+    """One connection and one open transaction; every store operation of a cycle goes through it."""
+
+    def __init__(self, conn: Connection, dialect: str, *, dry_run: bool) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.dry_run = dry_run
+
+    def checkpoint(self) -> None:
+        """Make what is done durable (a real run) — a dry run keeps everything for the final rollback."""
+        if not self.dry_run:
+            self.conn.commit()
+
+    def _exec_many(self, table: sa.Table, rows: list[dict[str, Any]], keys: list[str],
+                   update: Iterable[str] | None = None) -> None:
+        if not rows:
+            return
+        stmt = _upsert(self.dialect, table, rows, keys, update)
+        if len(rows) == 1:
+            self.conn.execute(stmt)
+        else:
+            self.conn.execute(stmt, rows)
+
+    # -- cursors ------------------------------------------------------------------------------------
+
+    def get_cursor(self, pipeline: str, stream: str) -> str | None:
+        t = CursorRow.__table__
+        return self.conn.execute(
+            sa.select(t.c.value).where(t.c.pipeline == pipeline, t.c.stream == stream)
+        ).scalar_one_or_none()
+
+    def set_cursor(self, pipeline: str, stream: str, value: str, now: datetime) -> None:
+        self._exec_many(CursorRow.__table__,
+                        [{"pipeline": pipeline, "stream": stream, "value": value, "updated_at": _naive(now)}],
+                        ["pipeline", "stream"])
+
+    # -- entities -----------------------------------------------------------------------------------
+
+    def _existing_hashes(self, table: sa.Table, source: str, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(keys)):
+            rows = self.conn.execute(
+                sa.select(table.c.key, table.c.content_hash)
+                .where(table.c.source == source, table.c.key.in_(chunk))
+            )
+            found.update({k: h for k, h in rows})
+        return found
+
+    def upsert_leads(self, source: str, leads: Sequence[Lead]) -> set[str]:
+        """Store leads; return the keys that are new or whose content changed."""
+        return self._upsert_entities(LeadRow.__table__, source, [_lead_values(source, x) for x in leads])
+
+    def upsert_accounts(self, source: str, accounts: Sequence[Account]) -> set[str]:
+        return self._upsert_entities(AccountRow.__table__, source,
+                                     [_account_values(source, x) for x in accounts])
+
+    def _upsert_entities(self, table: sa.Table, source: str, rows: list[dict[str, Any]]) -> set[str]:
+        latest = {row["key"]: row for row in rows}  # a page may repeat a key: the last one wins
+        existing = self._existing_hashes(table, source, list(latest))
+        changed = [row for key, row in latest.items() if existing.get(key) != row["content_hash"]]
+        self._exec_many(table, changed, ["source", "key"])
+        return {row["key"] for row in changed}
+
+    def add_activities(self, source: str, activities: Sequence[Activity]) -> set[str]:
+        """Store activities not seen before; return the lead keys that got new activity."""
+        t = ActivityRow.__table__
+        latest = {a.key: a for a in activities}
+        seen: set[str] = set()
+        for chunk in _chunks(list(latest)):
+            seen.update(self.conn.execute(
+                sa.select(t.c.key).where(t.c.source == source, t.c.key.in_(chunk))).scalars())
+        fresh = [a for key, a in latest.items() if key not in seen]
+        rows = [{"source": source, "key": a.key, "lead_key": a.lead_key, "type": str(a.type),
+                 "occurred_at": _naive(a.occurred_at), "attributes": dict(a.attributes)} for a in fresh]
+        self._exec_many(t, rows, ["source", "key"], update=())
+        return {a.lead_key for a in fresh}
+
+    def quarantine(self, source: str, items: Sequence[Quarantined], run_id: int | None, now: datetime) -> None:
+        if not items:
+            return
+        self.conn.execute(QuarantineRow.__table__.insert(), [
+            {"run_id": run_id, "source": source, "stream": q.stream, "record_key": q.key,
+             "reason": q.reason, "raw": json.loads(json.dumps(q.raw, default=str)),
+             "created_at": _naive(now)} for q in items
+        ])
+
+    def quarantined(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        t = QuarantineRow.__table__
+        query = sa.select(t).order_by(t.c.id)
+        if run_id is not None:
+            query = query.where(t.c.run_id == run_id)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def lead_keys(self, source: str) -> list[str]:
+        t = LeadRow.__table__
+        return list(self.conn.execute(sa.select(t.c.key).where(t.c.source == source).order_by(t.c.key))
+                    .scalars())
+
+    def leads_of_accounts(self, source: str, account_keys: Iterable[str]) -> set[str]:
+        t = LeadRow.__table__
+        out: set[str] = set()
+        for chunk in _chunks(sorted(set(account_keys))):
+            out.update(self.conn.execute(
+                sa.select(t.c.key).where(t.c.source == source, t.c.account_key.in_(chunk))).scalars())
+        return out
+
+    def existing_leads(self, source: str, keys: Iterable[str]) -> set[str]:
+        t = LeadRow.__table__
+        out: set[str] = set()
+        for chunk in _chunks(sorted(set(keys))):
+            out.update(self.conn.execute(
+                sa.select(t.c.key).where(t.c.source == source, t.c.key.in_(chunk))).scalars())
+        return out
+
+    def leads_scored_before(self, source: str, before: datetime) -> set[str]:
+        """Leads never scored, or scored before ``before`` (due for a decay tick)."""
+        lead, score = LeadRow.__table__, ScoreRow.__table__
+        query = (
+            sa.select(lead.c.key)
+            .select_from(lead.outerjoin(score, sa.and_(score.c.source == lead.c.source,
+                                                       score.c.lead_key == lead.c.key)))
+            .where(lead.c.source == source,
+                   sa.or_(score.c.scored_at.is_(None), score.c.scored_at < _naive(before)))
+        )
+        return set(self.conn.execute(query).scalars())
+
+    def load_leads(self, source: str, keys: Sequence[str]) -> list[dict[str, Any]]:
+        t = LeadRow.__table__
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(sorted(keys)):
+            out.extend(dict(r._mapping) for r in self.conn.execute(
+                sa.select(t).where(t.c.source == source, t.c.key.in_(chunk))))
+        for row in out:
+            row["created_at"], row["updated_at"] = utc(row["created_at"]), utc(row["updated_at"])
+        return out
+
+    def load_accounts(self, source: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        t = AccountRow.__table__
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(sorted(set(keys))):
+            for r in self.conn.execute(sa.select(t).where(t.c.source == source, t.c.key.in_(chunk))):
+                out[r.key] = dict(r._mapping)
+        return out
+
+    def load_activities(self, source: str, lead_keys: Sequence[str], since: datetime
+                        ) -> dict[str, list[tuple[str, datetime, dict[str, Any]]]]:
+        """Activities of these leads since ``since`` (the retention window), oldest first."""
+        t = ActivityRow.__table__
+        out: dict[str, list[tuple[str, datetime, dict[str, Any]]]] = {}
+        lower = _naive(since)
+        for chunk in _chunks(sorted(lead_keys)):
+            rows = self.conn.execute(
+                sa.select(t.c.lead_key, t.c.type, t.c.occurred_at, t.c.attributes)
+                .where(t.c.source == source, t.c.lead_key.in_(chunk), t.c.occurred_at >= lower)
+                .order_by(t.c.lead_key, t.c.occurred_at)
+            )
+            for lead_key, kind, at, attrs in rows:
+                out.setdefault(lead_key, []).append((kind, at.replace(tzinfo=UTC), attrs))
+        return out
+
+    def load_all_activities(self, source: str) -> dict[str, list[tuple[str, datetime, dict[str, Any]]]]:
+        """Every stored activity by lead (for training over the whole history)."""
+        t = ActivityRow.__table__
+        out: dict[str, list[tuple[str, datetime, dict[str, Any]]]] = {}
+        rows = self.conn.execute(
+            sa.select(t.c.lead_key, t.c.type, t.c.occurred_at, t.c.attributes)
+            .where(t.c.source == source).order_by(t.c.lead_key, t.c.occurred_at))
+        for lead_key, kind, at, attrs in rows:
+            out.setdefault(lead_key, []).append((kind, at.replace(tzinfo=UTC), attrs))
+        return out
+
+    def activity_span(self, source: str) -> tuple[datetime, datetime] | None:
+        t = ActivityRow.__table__
+        low, high = self.conn.execute(
+            sa.select(sa.func.min(t.c.occurred_at), sa.func.max(t.c.occurred_at)).where(t.c.source == source)
+        ).one()
+        if low is None:
+            return None
+        return utc(low), utc(high)  # type: ignore[return-value]
+
+    def count(self, table: str) -> int:
+        return int(self.conn.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one())  # noqa: S608 - table names are ours
+
+    # -- scores -------------------------------------------------------------------------------------
+
+    def save_scores(self, source: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        self._exec_many(ScoreRow.__table__, [
+            {"source": source, "lead_key": r["lead_key"], "probability": float(r["probability"]),
+             "score": int(r["score"]), "band": r["band"], "reasons_positive": list(r["reasons_positive"]),
+             "reasons_negative": list(r["reasons_negative"]), "model_version": r["model_version"],
+             "scored_at": _naive(r["scored_at"])} for r in rows
+        ], ["source", "lead_key"])
+
+    def scores(self, source: str, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        t = ScoreRow.__table__
+        out: dict[str, dict[str, Any]] = {}
+        chunks = _chunks(sorted(keys)) if keys is not None else [None]
+        for chunk in chunks:
+            query = sa.select(t).where(t.c.source == source)
+            if chunk is not None:
+                query = query.where(t.c.lead_key.in_(chunk))
+            for r in self.conn.execute(query):
+                row = dict(r._mapping)
+                row["scored_at"] = utc(row["scored_at"])
+                out[r.lead_key] = row
+        return out
+
+    # -- ledger -------------------------------------------------------------------------------------
+
+    def ledger(self, destination: str, operation: str, targets: Sequence[str]) -> dict[str, LedgerEntry]:
+        t = LedgerRow.__table__
+        out: dict[str, LedgerEntry] = {}
+        for chunk in _chunks(sorted(targets)):
+            for r in self.conn.execute(sa.select(t.c.target, t.c.payload_hash, t.c.payload, t.c.remote_id)
+                                       .where(t.c.destination == destination, t.c.operation == operation,
+                                              t.c.target.in_(chunk))):
+                out[r.target] = LedgerEntry(r.payload_hash, r.payload, r.remote_id)
+        return out
+
+    def acknowledge(self, acks: Sequence[tuple[StoredOp, str | None]], now: datetime) -> None:
+        """Move the ledger for acknowledged operations and close them in the outbox, in one go."""
+        if not acks:
+            return
+        self._exec_many(LedgerRow.__table__, [
+            {"destination": op.destination, "operation": op.operation, "target": op.target,
+             "payload_hash": op.payload_hash, "payload": dict(op.payload), "remote_id": remote_id,
+             "acknowledged_at": _naive(now)} for op, remote_id in acks
+        ], ["destination", "operation", "target"])
+        t = OutboxRow.__table__
+        self.conn.execute(
+            t.update().where(t.c.id == sa.bindparam("op_id"))
+            .values(status="acknowledged", remote_id=sa.bindparam("rid"), updated_at=_naive(now),
+                    last_error=None),
+            [{"op_id": op.id, "rid": remote_id} for op, remote_id in acks],
+        )
+
+    # -- outbox -------------------------------------------------------------------------------------
+
+    def enqueue(self, pipeline: str, ops: Sequence[OutboxOp], run_id: int | None, now: datetime) -> int:
+        """Add operations (a key already in the outbox is not added twice); supersede older open
+        operations for the same target. Returns how many were added."""
+        if not ops:
+            return 0
+        t = OutboxRow.__table__
+        keys = [op.idempotency_key for op in ops]
+        present: set[str] = set()
+        for chunk in _chunks(keys):
+            present.update(self.conn.execute(sa.select(t.c.idempotency_key)
+                                             .where(t.c.idempotency_key.in_(chunk))).scalars())
+        fresh = [op for op in ops if op.idempotency_key not in present]
+        if not fresh:
+            return 0
+        # An open operation for the same target with another payload is now stale; the unknown ones of
+        # non-idempotent operations stay open, because they may have happened.
+        self.conn.execute(
+            t.update().where(t.c.destination == sa.bindparam("d"), t.c.operation == sa.bindparam("o"),
+                             t.c.target == sa.bindparam("tg"), t.c.status.in_(("pending", "retryable")))
+            .values(status="superseded", updated_at=_naive(now)),
+            [{"d": op.destination, "o": op.operation, "tg": op.target} for op in fresh],
+        )
+        self.conn.execute(t.insert(), [
+            {"idempotency_key": op.idempotency_key, "pipeline": pipeline, "destination": op.destination,
+             "operation": op.operation, "target": op.target, "payload_hash": op.payload_hash,
+             "payload": dict(op.payload), "reason": op.reason, "status": "pending", "attempts": 0,
+             "run_id": run_id, "created_at": _naive(now), "updated_at": _naive(now)} for op in fresh
+        ])
+        return len(fresh)
+
+    def open_operations(self, destination: str, operation: str | None = None) -> list[StoredOp]:
+        t = OutboxRow.__table__
+        query = sa.select(t).where(t.c.destination == destination, t.c.status.in_(OPEN_STATUSES))
+        if operation is not None:
+            query = query.where(t.c.operation == operation)
+        return [StoredOp(r.id, r.idempotency_key, r.destination, r.operation, r.target, r.payload_hash,
+                         r.payload, r.status, r.attempts)
+                for r in self.conn.execute(query.order_by(t.c.id))]
+
+    def open_targets(self, destination: str, operation: str) -> dict[str, str]:
+        """Open operations' payload hashes by target: what is already queued."""
+        return {op.target: op.payload_hash for op in self.open_operations(destination, operation)}
+
+    def mark(self, updates: Sequence[tuple[StoredOp, str, str | None]], now: datetime) -> None:
+        """Record non-acknowledged outcomes: (operation, status, reason)."""
+        if not updates:
+            return
+        t = OutboxRow.__table__
+        self.conn.execute(
+            t.update().where(t.c.id == sa.bindparam("op_id"))
+            .values(status=sa.bindparam("st"), last_error=sa.bindparam("err"),
+                    attempts=t.c.attempts + 1, updated_at=_naive(now)),
+            [{"op_id": op.id, "st": status, "err": reason} for op, status, reason in updates],
+        )
+
+    def outbox_counts(self) -> dict[str, int]:
+        t = OutboxRow.__table__
+        return {s: int(n) for s, n in self.conn.execute(
+            sa.select(t.c.status, sa.func.count()).group_by(t.c.status))}
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        t = OutboxRow.__table__
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(t).where(t.c.status == "rejected").order_by(t.c.id))]
+
+    # -- runs ---------------------------------------------------------------------------------------
+
+    def start_run(self, pipeline: str, now: datetime, *, dry_run: bool) -> int:
+        result = self.conn.execute(RunRow.__table__.insert().values(
+            pipeline=pipeline, dry_run=dry_run, started_at=_naive(now), status="running", counts={}))
+        run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        self.checkpoint()
+        return int(run_id)  # type: ignore[arg-type]
+
+    def finish_run(self, run_id: int, now: datetime, status: str, counts: Mapping[str, Any],
+                   error: str | None = None) -> None:
+        t = RunRow.__table__
+        self.conn.execute(t.update().where(t.c.id == run_id).values(
+            finished_at=_naive(now), status=status, counts=dict(counts), error=error))
+        self.checkpoint()
+
+    def runs(self, pipeline: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        t = RunRow.__table__
+        query = sa.select(t).order_by(t.c.id.desc()).limit(limit)
+        if pipeline:
+            query = query.where(t.c.pipeline == pipeline)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ActivityType",
+    "LedgerEntry",
+    "OutboxOp",
+    "Store",
+    "StoredOp",
+    "Unit",
+    "content_hash",
+    "store_ready",
+    "utc",
+]

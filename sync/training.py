@@ -1,0 +1,69 @@
+"""`leadrelay train` from the store's history: subjects -> freeze-time examples -> scoring.train.
+
+The sync layer gathers the data (the same :func:`sync.subjects.build_subjects` the cycle serves with);
+``scoring`` does the numbers. Training reads the store and writes only the model folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from connectors.base import LeadrelayError
+from sync.config import Settings
+from sync.store import Store
+from sync.subjects import build_subjects
+
+if TYPE_CHECKING:
+    from scoring.train import ModelCard
+
+
+class NothingToTrain(LeadrelayError):
+    """The store holds no history for this pipeline yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    card: ModelCard
+    out_dir: Path
+    subjects: int
+    examples: int
+
+
+def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: datetime,
+                     out_dir: str | Path | None = None, version: str | None = None) -> TrainResult:
+    from scoring import FeatureSpec, build_examples, default_cutoffs
+    from scoring.train import train
+
+    pipe = settings.pipelines[pipeline]
+    source = pipe.source
+    with store.unit(dry_run=True) as unit:  # read-only: nothing to keep
+        keys = unit.lead_keys(source)
+        span = unit.activity_span(source)
+        if not keys or span is None:
+            raise NothingToTrain(f"the store has no leads or activities from {source!r}: run `leadrelay sync` first")
+        leads = unit.load_leads(source, keys)
+        accounts = unit.load_accounts(source, [x["account_key"] for x in leads if x["account_key"]])
+        activities = unit.load_all_activities(source)
+    subjects = build_subjects(leads, accounts, activities)
+    spec = FeatureSpec.from_mapping(settings.scoring.features) if settings.scoring.features else FeatureSpec.default()
+    horizon = settings.scoring.horizon_days
+    first, last = span[0], min(span[1], now)
+    cutoffs = default_cutoffs(first, last, horizon_days=horizon, step_days=settings.scoring.cutoff_step_days)
+    examples = build_examples(spec, subjects, cutoffs, horizon_days=horizon)
+    target = Path(out_dir or settings.scoring.model_dir)
+    card = train(examples, target, version=version or now.strftime("%Y%m%d-%H%M%S"), trained_at=now,
+                 min_examples=settings.scoring.min_examples, min_positives=settings.scoring.min_positives)
+    return TrainResult(card=card, out_dir=target, subjects=len(subjects), examples=len(examples.y))
+
+
+def describe(result: TrainResult) -> dict[str, Any]:
+    card = result.card
+    as_dict = card.as_dict() if hasattr(card, "as_dict") else dict(card)  # type: ignore[call-overload]
+    return {"out_dir": str(result.out_dir), "subjects": result.subjects, "examples": result.examples,
+            "card": as_dict}
+
+
+__all__ = ["NothingToTrain", "TrainResult", "describe", "train_from_store"]
