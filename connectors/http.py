@@ -118,22 +118,32 @@ class _Budget:
         self.settings = settings
         self.failures = 0
         self.rate_waits = 0
+        self._counted = 0  # attempt number last counted: tenacity asks wait and stop once per attempt each
 
-    def record(self, exc: BaseException | None) -> None:
-        if isinstance(exc, RetryLater) and exc.rate_limited:
-            self.rate_waits += 1
-        else:
-            self.failures += 1
+    def _count(self, state: tenacity.RetryCallState) -> BaseException | None:
+        exc = state.outcome.exception() if state.outcome else None
+        if state.attempt_number != self._counted:
+            self._counted = state.attempt_number
+            if isinstance(exc, RetryLater) and exc.rate_limited:
+                self.rate_waits += 1
+            else:
+                self.failures += 1
+        return exc
+
+    @staticmethod
+    def retryable(exc: BaseException) -> bool:
+        # An unknown outcome of a non-idempotent request must be looked up, not resent; a spent daily
+        # quota will not come back within a request's lifetime.
+        return isinstance(exc, RetryLater) and not isinstance(exc, OutcomeUnknown | QuotaExhausted)
 
     def stop(self, state: tenacity.RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        self.record(exc)
+        exc = self._count(state)
         if isinstance(exc, QuotaExhausted):
             return True
         return self.failures >= self.settings.attempts or self.rate_waits > self.settings.rate_limit_waits
 
     def wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+        exc = self._count(state)
         if isinstance(exc, RetryLater) and exc.retry_after is not None:
             return min(max(exc.retry_after, 0.0), self.settings.max_retry_after)
         steps = max(self.failures, 1)
@@ -179,7 +189,7 @@ class HttpLayer:
         """
         budget = _Budget(self.retry)
         retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception_type(RetryLater),
+            retry=tenacity.retry_if_exception(_Budget.retryable),
             stop=budget.stop,
             wait=budget.wait,
             sleep=self._sleep,

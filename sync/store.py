@@ -601,12 +601,15 @@ class Unit:
             return 0
         # An open operation for the same target with another payload is now stale; the unknown ones of
         # non-idempotent operations stay open, because they may have happened.
-        self.conn.execute(
-            t.update().where(t.c.destination == sa.bindparam("d"), t.c.operation == sa.bindparam("o"),
-                             t.c.target == sa.bindparam("tg"), t.c.status.in_(("pending", "retryable")))
-            .values(status="superseded", updated_at=_naive(now)),
-            [{"d": op.destination, "o": op.operation, "tg": op.target} for op in fresh],
-        )
+        by_slot: dict[tuple[str, str], list[str]] = {}
+        for op in fresh:
+            by_slot.setdefault((op.destination, op.operation), []).append(op.target)
+        for (destination, operation), targets in by_slot.items():
+            for chunk in _chunks(targets):
+                self.conn.execute(
+                    t.update().where(t.c.destination == destination, t.c.operation == operation,
+                                     t.c.target.in_(chunk), t.c.status.in_(("pending", "retryable")))
+                    .values(status="superseded", updated_at=_naive(now)))
         self.conn.execute(t.insert(), [
             {"idempotency_key": op.idempotency_key, "pipeline": pipeline, "destination": op.destination,
              "operation": op.operation, "target": op.target, "payload_hash": op.payload_hash,

@@ -1,0 +1,98 @@
+"""Configuration: validated on load, errors name the key path, secrets come from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sync import config
+from sync.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MINIMAL = """
+[connections.crm]
+type = "hubspot"
+token = "${HUBSPOT_TOKEN}"
+
+[pipelines.main]
+source = "crm"
+destination = "crm"
+"""
+
+
+def test_example_config_loads_as_shipped() -> None:
+    """config.example.toml is valid with an empty environment (it targets the sandbox)."""
+    settings = config.load(ROOT / "config.example.toml", env={})
+    assert "hubspot_scores" in settings.pipelines
+    assert settings.connections["hubspot"].type == "hubspot"
+
+
+def test_secret_comes_from_the_environment_and_is_never_shown(tmp_path: Path) -> None:
+    """A ${VAR} secret is read from the environment and masked in every representation."""
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL)
+    settings = config.load(path, env={"HUBSPOT_TOKEN": "pat-na1-SECRET-123"})
+    options = settings.connections["crm"].options
+    assert options.token.get_secret_value() == "pat-na1-SECRET-123"  # type: ignore[attr-defined]
+    for text in (repr(settings), str(settings), settings.model_dump_json()):
+        assert "SECRET-123" not in text
+
+
+def test_missing_environment_variable_names_key_and_variable(tmp_path: Path) -> None:
+    """An unset ${VAR} is reported with the key path and the variable's name."""
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL)
+    with pytest.raises(ConfigError) as err:
+        config.load(path, env={})
+    assert "connections.crm.token: environment variable HUBSPOT_TOKEN is not set" in str(err.value)
+
+
+def test_default_after_colon_dash_is_used_when_unset() -> None:
+    """${VAR:-default} falls back to the default."""
+    raw = {"store": {"url": "${DB:-sqlite:///x.db}"}, "connections": {"crm": {"type": "hubspot", "token": "t"}},
+           "pipelines": {"main": {"source": "crm", "destination": "crm"}}}
+    assert config.parse(raw, env={}).store.url == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"connections": {"crm": {"type": "hubspot", "token": "t", "pagesize": 5}},
+          "pipelines": {"main": {"source": "crm", "destination": "crm"}}},
+         "connections.crm.pagesize: unknown key"),
+        ({"connections": {"crm": {"type": "hubspot", "token": "t", "page_size": 500}},
+          "pipelines": {"main": {"source": "crm", "destination": "crm"}}},
+         "connections.crm.page_size: Input should be less than or equal to 200"),
+        ({"connections": {"crm": {"type": "nope"}}, "pipelines": {}},
+         "connections.crm.type: no connector named 'nope' is installed"),
+        ({"connections": {"crm": {"type": "hubspot", "token": "t"}},
+          "pipelines": {"main": {"source": "crm", "destination": "elsewhere"}}},
+         "pipelines.main.destination: no connection named 'elsewhere'"),
+        ({"connections": {"crm": {"type": "hubspot", "token": "t"}},
+          "pipelines": {"main": {"source": "crm", "destination": "crm", "min_score_change": -1}}},
+         "pipelines.main.min_score_change: Input should be greater than or equal to 0"),
+        ({"store": {"url": "mysql://x"}, "connections": {"crm": {"type": "hubspot", "token": "t"}},
+          "pipelines": {"main": {"source": "crm", "destination": "crm"}}},
+         "store.url: Value error, must start with sqlite:/// or postgresql+psycopg://"),
+        ({"colour": "blue", "connections": {"crm": {"type": "hubspot", "token": "t"}},
+          "pipelines": {"main": {"source": "crm", "destination": "crm"}}},
+         "colour: unknown key"),
+    ],
+)
+def test_bad_config_names_the_key_path(raw: dict[str, object], expected: str) -> None:
+    """Each kind of mistake is reported with the key path and what is wrong."""
+    with pytest.raises(ConfigError) as err:
+        config.parse(raw, env={})
+    assert expected in str(err.value)
+
+
+def test_invalid_toml_is_a_clear_error(tmp_path: Path) -> None:
+    """A syntax error names the file and the position."""
+    path = tmp_path / "broken.toml"
+    path.write_text("[store\nurl = 1")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert "broken.toml" in str(err.value)
+    assert "not valid TOML" in str(err.value)

@@ -1,0 +1,172 @@
+"""Delivery from the outbox: per-record outcomes, bisection, lookups, stops — on both store backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.base import (
+    Capabilities,
+    Connector,
+    ConnectorConfig,
+    GiveUp,
+    OperationSpec,
+    Outcome,
+    OutcomeUnknown,
+    QuotaExhausted,
+    RecordOutcome,
+    WriteRecord,
+)
+from sync.outbox import Deliverer
+from sync.planner import DesiredWrite, plan
+from sync.store import Store
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+Script = Callable[[str, Sequence[WriteRecord]], list[RecordOutcome]]
+
+
+class ScriptedDestination(Connector):
+    """A destination whose answers a test scripts; it remembers what it 'holds'."""
+
+    name = "scripted"
+    config_model = ConnectorConfig
+    capabilities = Capabilities(operations={
+        "update": OperationSpec(max_batch_size=4),
+        "create": OperationSpec(max_batch_size=4, idempotent=False),
+    })
+
+    def __init__(self, script: Script | None = None) -> None:
+        self.script = script
+        self.calls: list[tuple[str, list[str]]] = []
+        self.held: dict[str, str] = {}
+
+    async def check(self) -> None:
+        return None
+
+    async def write_batch(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        self.calls.append((operation, [r.target for r in records]))
+        if self.script is not None:
+            return self.script(operation, records)
+        for r in records:
+            self.held[r.idempotency_key] = r.target
+        return [RecordOutcome(r.idempotency_key, Outcome.ACKNOWLEDGED) for r in records]
+
+    async def lookup(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        return [RecordOutcome(r.idempotency_key, Outcome.ACKNOWLEDGED, remote_id="found")
+                if r.idempotency_key in self.held else RecordOutcome(r.idempotency_key, Outcome.UNKNOWN)
+                for r in records]
+
+
+def _enqueue(store: Store, n: int, operation: str = "update") -> None:
+    desired = [DesiredWrite("dest", operation, f"t{i}", {"score": i}, "r") for i in range(n)]
+    with store.unit() as u:
+        u.enqueue("pipe", plan(desired, {}, {}).ops, None, NOW)
+
+
+async def _deliver(store: Store, dest: Connector) -> tuple[dict[str, int], str | None]:
+    with store.unit() as u:
+        report = await Deliverer(u, dest, "dest", clock=lambda: NOW).deliver()
+    return dict(report.outcomes), report.stopped
+
+
+@pytest.mark.anyio
+async def test_batches_respect_the_destination_maximum(store: Store) -> None:
+    """Ten operations with a batch limit of four go out as 4 + 4 + 2 and all land in the ledger."""
+    _enqueue(store, 10)
+    dest = ScriptedDestination()
+    outcomes, _ = await _deliver(store, dest)
+    assert sorted(len(t) for _, t in dest.calls) == [2, 4, 4]
+    assert outcomes == {"acknowledged": 10}
+    with store.unit() as u:
+        assert len(u.ledger("dest", "update", [f"t{i}" for i in range(10)])) == 10
+        assert u.open_operations("dest") == []
+
+
+@pytest.mark.anyio
+async def test_partial_batch_acknowledges_only_the_successes(store: Store) -> None:
+    """Per-record outcomes: the rejected record becomes a dead letter, the retryable one stays open."""
+    def script(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        out = []
+        for r in records:
+            if r.target == "t1":
+                out.append(RecordOutcome(r.idempotency_key, Outcome.REJECTED, "INVALID_EMAIL"))
+            elif r.target == "t2":
+                out.append(RecordOutcome(r.idempotency_key, Outcome.RETRYABLE, "UNABLE_TO_LOCK_ROW"))
+            else:
+                out.append(RecordOutcome(r.idempotency_key, Outcome.ACKNOWLEDGED))
+        return out
+
+    _enqueue(store, 4)
+    outcomes, _ = await _deliver(store, ScriptedDestination(script))
+    assert outcomes == {"acknowledged": 2, "rejected": 1, "retryable": 1}
+    with store.unit() as u:
+        assert set(u.ledger("dest", "update", ["t0", "t1", "t2", "t3"])) == {"t0", "t3"}
+        assert [o.target for o in u.open_operations("dest")] == ["t2"]
+        dead = u.dead_letters()
+    assert [(d["target"], d["last_error"]) for d in dead] == [("t1", "INVALID_EMAIL")]
+
+
+@pytest.mark.anyio
+async def test_whole_batch_rejection_is_bisected_to_the_bad_record(store: Store) -> None:
+    """A batch refused because of one record is split until only that record is rejected."""
+    def script(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        if any(r.target == "t2" for r in records):
+            raise GiveUp("Property values were not valid", status=400)
+        return [RecordOutcome(r.idempotency_key, Outcome.ACKNOWLEDGED) for r in records]
+
+    _enqueue(store, 4)
+    outcomes, _ = await _deliver(store, ScriptedDestination(script))
+    assert outcomes == {"acknowledged": 3, "rejected": 1}
+    with store.unit() as u:
+        assert [d["target"] for d in u.dead_letters()] == ["t2"]
+
+
+@pytest.mark.anyio
+async def test_missing_outcomes_are_never_taken_as_success(store: Store) -> None:
+    """A destination answering fewer outcomes than records sent leaves the unanswered ones open."""
+    def script(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        return [RecordOutcome(records[0].idempotency_key, Outcome.ACKNOWLEDGED)]
+
+    _enqueue(store, 3)
+    outcomes, _ = await _deliver(store, ScriptedDestination(script))
+    assert outcomes == {"acknowledged": 1, "unknown": 2}
+    with store.unit() as u:
+        assert len(u.open_operations("dest")) == 2
+
+
+@pytest.mark.anyio
+async def test_unknown_create_is_looked_up_before_creating_again(store: Store) -> None:
+    """After a create whose answer was lost, the next delivery finds it by key instead of duplicating it."""
+    dest = ScriptedDestination()
+
+    def lost_answer(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        for r in records:
+            dest.held[r.idempotency_key] = r.target  # it happened ...
+        raise OutcomeUnknown("read timeout")          # ... but the answer never came
+
+    _enqueue(store, 2, operation="create")
+    dest.script = lost_answer
+    outcomes, _ = await _deliver(store, dest)
+    assert outcomes == {"unknown": 2}
+    dest.script = None
+    outcomes, _ = await _deliver(store, dest)
+    assert outcomes == {"found_by_lookup": 2}
+    assert len(dest.calls) == 1  # no second create
+    with store.unit() as u:
+        assert u.open_operations("dest") == []
+
+
+@pytest.mark.anyio
+async def test_quota_exhaustion_stops_delivery_and_keeps_the_rest_open(store: Store) -> None:
+    """A spent daily quota ends the destination's delivery cleanly; nothing is lost."""
+    def script(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        raise QuotaExhausted("daily limit", retry_after=3600)
+
+    _enqueue(store, 8)
+    _, stopped = await _deliver(store, ScriptedDestination(script))
+    assert stopped is not None
+    assert "quota" in stopped
+    with store.unit() as u:
+        assert len(u.open_operations("dest")) == 8
