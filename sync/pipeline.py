@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from connectors.base import (
     Lead,
     QuotaExhausted,
 )
-from connectors.http import HttpLayer, RetrySettings, TokenBucket, build_client
+from connectors.http import HttpLayer, RetrySettings, Sleep, TokenBucket, build_client
 from sync.config import ConnectionSettings, PipelineSettings, Settings
 from sync.outbox import Deliverer
 from sync.planner import DesiredWrite, Plan, plan, score_moved
@@ -82,20 +83,29 @@ class CycleReport:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How the cycle waits: real time by default; tests inject a fake that moves a fake clock."""
+
+    sleep: Sleep = asyncio.sleep
+    monotonic: Callable[[], float] = time.monotonic
+
+
 def build_connector(
     connection: ConnectionSettings,
     name: str,
     retry: RetrySettings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    timing: Timing = Timing(),  # noqa: B008 - a frozen value object
 ) -> Connector:
     """Instantiate a configured connector with its HTTP layer (client, retry policy, rate budget)."""
     cls = registry.get(connection.type)
     options = connection.options
     limit = cls.rate_limit_for(options)
     client = build_client(cls.client_base_url(options), headers=cls.client_headers(options), transport=transport)
-    limiter = TokenBucket(limit) if limit is not None else None
-    return cls(options, HttpLayer(client, name=name, retry=retry, limiter=limiter))
+    limiter = TokenBucket(limit, clock=timing.monotonic, sleep=timing.sleep) if limit is not None else None
+    return cls(options, HttpLayer(client, name=name, retry=retry, limiter=limiter, sleep=timing.sleep))
 
 
 def retry_settings(settings: Settings) -> RetrySettings:
@@ -118,7 +128,7 @@ class Cycle:
 
     def __init__(self, settings: Settings, name: str, unit: Unit, report: CycleReport, *, clock: Clock,
                  now: datetime, source: Connector, destination: Connector,
-                 model: ScoringModel | None) -> None:
+                 model: ScoringModel | None, scoring_on: bool = True) -> None:
         self.settings = settings
         self.name = name
         self.pipe: PipelineSettings = settings.pipelines[name]
@@ -129,6 +139,7 @@ class Cycle:
         self.source = source
         self.destination = destination
         self.model = model
+        self.scoring_on = scoring_on
         self.affected: set[str] = set()
 
     # -- pull + store -------------------------------------------------------------------------------
@@ -154,9 +165,9 @@ class Cycle:
                         self.affected |= changed
                         self.report.changed["leads"] += len(changed)
                     if activities:
-                        touched = self.unit.add_activities(src, activities)
+                        fresh, touched = self.unit.add_activities(src, activities)
                         self.affected |= touched
-                        self.report.changed["activities"] += len(touched)
+                        self.report.changed["activities"] += fresh
                     if page.quarantined:
                         self.unit.quarantine(src, page.quarantined, self.report.run_id, self.now)
                         self.report.quarantined += len(page.quarantined)
@@ -179,6 +190,9 @@ class Cycle:
     # -- score --------------------------------------------------------------------------------------
 
     def score(self) -> list[DesiredWrite]:
+        if not self.scoring_on:
+            self.report.scoring_note = "scoring off for this run (pull only)"
+            return []
         if self.model is None:
             self.report.scoring_note = (f"no model in {self.settings.scoring.model_dir}: "
                                         "run `leadrelay train` to create one; nothing was scored")
@@ -256,8 +270,11 @@ async def run_cycle(
     clock: Clock = utcnow,
     transports: Transports | None = None,
     model: ScoringModel | None = None,
+    timing: Timing = Timing(),  # noqa: B008 - a frozen value object
+    score: bool = True,
 ) -> CycleReport:
-    """Run one cycle of pipeline ``name``; with ``dry_run`` nothing is written anywhere."""
+    """Run one cycle of pipeline ``name``; with ``dry_run`` nothing is written anywhere; with
+    ``score=False`` it only pulls (a backfill before the first model)."""
     if name not in settings.pipelines:
         raise KeyError(f"no pipeline named {name!r} (configured: {', '.join(settings.pipelines)})")
     pipe = settings.pipelines[name]
@@ -268,14 +285,14 @@ async def run_cycle(
     built: dict[str, Connector] = {}
     for conn_name in {pipe.source, pipe.destination}:
         built[conn_name] = build_connector(settings.connections[conn_name], conn_name, retry,
-                                           transport=transports.get(conn_name))
-    if model is None:
+                                           transport=transports.get(conn_name), timing=timing)
+    if model is None and score:
         model = load_model(settings)
     try:
         with store.unit(dry_run=dry_run) as unit:
             report.run_id = unit.start_run(name, now, dry_run=dry_run)
             cycle = Cycle(settings, name, unit, report, clock=clock, now=now, source=built[pipe.source],
-                          destination=built[pipe.destination], model=model)
+                          destination=built[pipe.destination], model=model, scoring_on=score)
             try:
                 await cycle.pull()
                 cycle.plan(cycle.score())
@@ -305,4 +322,4 @@ def run_cycle_sync(settings: Settings, name: str, store: Store, **kwargs: Any) -
     return asyncio.run(run_cycle(settings, name, store, **kwargs))
 
 
-__all__ = ["CycleReport", "build_connector", "load_model", "run_cycle", "run_cycle_sync"]
+__all__ = ["CycleReport", "Timing", "build_connector", "load_model", "run_cycle", "run_cycle_sync"]

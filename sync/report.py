@@ -51,17 +51,22 @@ def render_cycle(report: CycleReport) -> str:
 
 def render_training(result: TrainResult) -> str:
     card = result.card
-    data = card.as_dict() if hasattr(card, "as_dict") else {}
-    lines = [f"model {data.get('version', '?')} written to {result.out_dir}",
-             f"  {result.subjects} leads, {result.examples} training examples"]
-    champion = data.get("champion")
-    metrics = data.get("metrics", {})
-    if champion:
-        lines.append(f"  champion: {champion}")
-    for name, m in metrics.items():
-        if isinstance(m, dict):
-            lines.append("  " + name + ": " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                                        for k, v in m.items()))
+    counts = dict(card.counts)
+    lines = [
+        f"model {card.version} ({card.champion}) written to {result.out_dir}",
+        f"  {result.subjects} leads -> {result.examples} examples at freeze times "
+        f"{card.training_window[0]} .. {card.validation_window[1]}; base rate {card.base_rate:.1%}",
+        f"  counts: {', '.join(f'{k} {v}' for k, v in counts.items())}",
+        "  out-of-time validation (" + card.validation_window[0] + " .. " + card.validation_window[1] + "):",
+    ]
+    for name, metrics in card.candidates.items():
+        shown = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        mark = "*" if name == card.champion else " "
+        lines.append(f"   {mark} {name:<22} " + ", ".join(f"{k} {v:.3f}" for k, v in list(shown.items())[:6]))
+    lines.append(f"  ONNX/sklearn parity: max |diff| {card.parity_max_diff:.1e}")
+    lines.append("  bands: " + ", ".join(f"{b.name} >= p {b.min_probability:.3f}" for b in card.bands))
+    for warning in card.warnings:
+        lines.append(f"  warning: {warning}")
     return "\n".join(lines)
 
 

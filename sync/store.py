@@ -410,8 +410,8 @@ class Unit:
         self._exec_many(table, changed, ["source", "key"])
         return {row["key"] for row in changed}
 
-    def add_activities(self, source: str, activities: Sequence[Activity]) -> set[str]:
-        """Store activities not seen before; return the lead keys that got new activity."""
+    def add_activities(self, source: str, activities: Sequence[Activity]) -> tuple[int, set[str]]:
+        """Store activities not seen before; return how many were new and the lead keys they touch."""
         t = ActivityRow.__table__
         latest = {a.key: a for a in activities}
         seen: set[str] = set()
@@ -422,7 +422,7 @@ class Unit:
         rows = [{"source": source, "key": a.key, "lead_key": a.lead_key, "type": str(a.type),
                  "occurred_at": _naive(a.occurred_at), "attributes": dict(a.attributes)} for a in fresh]
         self._exec_many(t, rows, ["source", "key"], update=())
-        return {a.lead_key for a in fresh}
+        return len(fresh), {a.lead_key for a in fresh}
 
     def quarantine(self, source: str, items: Sequence[Quarantined], run_id: int | None, now: datetime) -> None:
         if not items:

@@ -60,10 +60,8 @@ def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: da
 
 
 def describe(result: TrainResult) -> dict[str, Any]:
-    card = result.card
-    as_dict = card.as_dict() if hasattr(card, "as_dict") else dict(card)  # type: ignore[call-overload]
     return {"out_dir": str(result.out_dir), "subjects": result.subjects, "examples": result.examples,
-            "card": as_dict}
+            "card": result.card.to_dict()}
 
 
 __all__ = ["NothingToTrain", "TrainResult", "describe", "train_from_store"]

@@ -78,10 +78,10 @@ class FakeSearch:
             return httpx.Response(400, json={"status": "error", "category": "VALIDATION_ERROR",
                                              "message": "paging beyond 10000 results"})
         ops = {"EQ": int.__eq__, "GT": int.__gt__, "GTE": int.__ge__}
+        filters = body["filterGroups"][0]["filters"] if body["filterGroups"] else []
         hits = [
             row for row in self.rows
-            if all(ops[f["operator"]](self._value(row, f["propertyName"]), int(f["value"]))
-                   for f in body["filterGroups"][0]["filters"])
+            if all(ops[f["operator"]](self._value(row, f["propertyName"]), int(f["value"])) for f in filters)
         ]
         sort = body["sorts"][0]["propertyName"]
         hits.sort(key=lambda row: (self._value(row, sort), int(row["id"])))
@@ -166,8 +166,9 @@ async def test_search_cap_reseeds_from_last_timestamp(api: respx.MockRouter, mak
     keys = [lead.key for lead in leads_of(pages)]
     assert sorted(keys, key=int) == [str(i) for i in range(1, len(times) + 1)]
     assert len(keys) == len(set(keys))
-    seeds = [b["filterGroups"][0]["filters"][0]["value"] for b in search.bodies if "after" not in b]
-    assert seeds[:3] == ["0", str(T0 + 4), str(T0 + 5)]
+    seeds = [b["filterGroups"] and b["filterGroups"][0]["filters"][0]["value"]
+             for b in search.bodies if "after" not in b]
+    assert seeds[:3] == [[], str(T0 + 4), str(T0 + 5)]
     assert all(int(b.get("after", 0)) < 4 for b in search.bodies)
 
 
@@ -213,7 +214,7 @@ async def test_companies_map_to_accounts(api: respx.MockRouter, make: Factory) -
                                        "annualrevenue": "1250000.50"}}
     bad = {"id": "56", "properties": {"hs_lastmodifieddate": str(T0 + 1), "numberofemployees": "lots"}}
     route = api.post(COMPANIES).mock(return_value=httpx.Response(200, json={"results": [good, bad]}))
-    pages = await collect(make().pull("accounts", None))
+    pages = await collect(make().pull("accounts", json.dumps({"modified_ms": T0})))
     assert pages[0].records == [Account(
         key="55", updated_at=datetime(2026, 1, 1, tzinfo=UTC), name="Acme", domain="acme.com",
         industry="SOFTWARE", employees=250, country="DE", annual_revenue=1_250_000.5)]

@@ -258,3 +258,17 @@ async def test_lookup_of_idempotent_operation_makes_no_call(hub: HubSpotConnecto
     results = await hub.lookup("update_lead", [rec("1")])
     assert results[0].outcome is Outcome.UNKNOWN
     assert hub.http.requests == 0
+
+
+@pytest.mark.anyio
+async def test_create_conflict_on_task_key_means_already_created(
+    api: respx.MockRouter, hub: HubSpotConnector
+) -> None:
+    """A unique-key conflict on the task key acknowledges the existing task instead of rejecting it."""
+    errors = [{"status": "error", "category": "CONFLICT", "context": {"objectWriteTraceId": ["t-1"]},
+               "message": "A task with leadrelay_operation_key t-1 already exists. Existing ID: 777"}]
+    api.post(CREATE_TASKS).mock(return_value=batch(207, [task("901", "t-2")], errors))
+    records = [rec("11", "t-1", due_at=DUE), rec("12", "t-2", due_at=DUE)]
+    results = await hub.write_batch("create_task", records)
+    assert [(r.outcome, r.remote_id) for r in results] == [
+        (Outcome.ACKNOWLEDGED, "777"), (Outcome.ACKNOWLEDGED, "901")]

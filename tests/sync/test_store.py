@@ -39,8 +39,8 @@ def test_activities_are_stored_once_and_report_touched_leads(store: Store) -> No
     """Re-delivered activities (the overlap window) are not stored twice nor reported as new."""
     acts = [Activity("a1", "1", ActivityType.PAGE_VIEW, NOW), Activity("a2", "2", ActivityType.PRICING_PAGE, NOW)]
     with store.unit() as u:
-        assert u.add_activities("hs", acts) == {"1", "2"}
-        assert u.add_activities("hs", [*acts, Activity("a3", "3", ActivityType.EMAIL_OPEN, NOW)]) == {"3"}
+        assert u.add_activities("hs", acts) == (2, {"1", "2"})
+        assert u.add_activities("hs", [*acts, Activity("a3", "3", ActivityType.EMAIL_OPEN, NOW)]) == (1, {"3"})
         loaded = u.load_activities("hs", ["1", "2", "3"], NOW - timedelta(days=1))
     assert {k: [t for t, _, _ in v] for k, v in loaded.items()} == {
         "1": ["page_view"], "2": ["pricing_page"], "3": ["email_open"]}

@@ -1,0 +1,157 @@
+"""HubSpot connector settings: the token, paging, the field mappings and the rate budget.
+
+Field mappings (``contact_fields``, ``company_fields``, ``score_properties``) are merged over the defaults,
+so a portal that keeps job titles in a custom property overrides only ``title``. ``event_types`` replaces
+the default set, because every configured event type costs requests on every pull.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+
+from connectors.base import Account, ActivityType, ConnectorConfig, Lead, RateLimit
+
+DEFAULT_CONTACT_FIELDS: dict[str, str] = {
+    "email": "email",
+    "first_name": "firstname",
+    "last_name": "lastname",
+    "account_key": "associatedcompanyid",
+    "owner_id": "hubspot_owner_id",
+    "country": "country",
+    "title": "jobtitle",
+    "lifecycle_stage": "lifecyclestage",
+    "created_at": "createdate",
+}
+
+DEFAULT_COMPANY_FIELDS: dict[str, str] = {
+    "name": "name",
+    "domain": "domain",
+    "industry": "industry",
+    "employees": "numberofemployees",
+    "country": "country",
+    "annual_revenue": "annualrevenue",
+}
+
+DEFAULT_EVENT_TYPES: dict[str, ActivityType] = {
+    "e_visited_page": ActivityType.PAGE_VIEW,
+    "e_submitted_form": ActivityType.FORM_SUBMIT,
+    "e_opened_email": ActivityType.EMAIL_OPEN,
+    "e_clicked_email": ActivityType.EMAIL_CLICK,
+    "e_attended_webinar": ActivityType.WEBINAR,
+    "e_downloaded_content": ActivityType.CONTENT_DOWNLOAD,
+}
+
+DEFAULT_SCORE_PROPERTIES: dict[str, str] = {
+    "score": "leadrelay_score",
+    "band": "leadrelay_band",
+    "reasons": "leadrelay_reasons",
+    "model_version": "leadrelay_model_version",
+    "scored_at": "leadrelay_scored_at",
+}
+
+# ``key`` and ``updated_at`` come from the object id and the modified-date property, never from a mapping.
+_NOT_MAPPED = frozenset({"key", "updated_at", "attributes"})
+_LEAD_FIELDS = frozenset(f.name for f in fields(Lead)) - _NOT_MAPPED
+_ACCOUNT_FIELDS = frozenset(f.name for f in fields(Account)) - _NOT_MAPPED
+
+
+def _merged(defaults: dict[str, str], given: Any, allowed: frozenset[str], what: str) -> dict[str, str]:
+    if given is None:
+        return dict(defaults)
+    if not isinstance(given, dict):
+        raise ValueError(f"must be a table of {what} field -> HubSpot property")
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ValueError(f"unknown {what} field(s) {unknown}; known: {sorted(allowed)}")
+    for name, prop in given.items():
+        if not isinstance(prop, str) or not prop.strip():
+            raise ValueError(f"{name!r} must map to a non-empty HubSpot property name")
+    return {**defaults, **given}
+
+
+class HubSpotConfig(ConnectorConfig):
+    """Settings of one HubSpot portal. The token is a private-app or OAuth access token."""
+
+    token: SecretStr
+    base_url: str = "https://api.hubapi.com"
+    page_size: int = Field(200, ge=1, le=200)  # the search endpoint's maximum
+    overlap_seconds: float = Field(300, ge=0)  # re-read window: search lags writes by moments
+    search_cap: int = Field(10_000, ge=1, le=10_000)  # HubSpot refuses paging past 10k per query
+    contact_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONTACT_FIELDS))
+    extra_contact_properties: list[str] = Field(default_factory=list)
+    company_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_COMPANY_FIELDS))
+    event_types: dict[str, ActivityType] = Field(default_factory=lambda: dict(DEFAULT_EVENT_TYPES))
+    # The v3 path needs objectId on the real service; the dated "/events/event-occurrences/2026-03" lists
+    # a whole object type. Both take the same query and answer the same shape.
+    events_path: str = "/events/v3/events"
+    pricing_url_contains: list[str] = Field(default_factory=lambda: ["/pricing"])
+    conversion_date_property: str | None = "hs_lifecyclestage_opportunity_date"
+    score_properties: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SCORE_PROPERTIES))
+    task_key_property: str = Field("leadrelay_operation_key", min_length=1)
+    rate_limit_requests: int = Field(100, ge=1)
+    rate_limit_window_seconds: float = Field(10, gt=0)
+    daily_limit: int | None = Field(250_000, ge=1)
+    # HubSpot resets the daily quota at midnight in the portal's time zone, which the API does not report.
+    daily_reset_timezone: str = "UTC"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("events_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must be a path starting with '/'")
+        return value
+
+    @field_validator("contact_fields", mode="before")
+    @classmethod
+    def _contact_fields(cls, value: Any) -> dict[str, str]:
+        return _merged(DEFAULT_CONTACT_FIELDS, value, _LEAD_FIELDS, "Lead")
+
+    @field_validator("company_fields", mode="before")
+    @classmethod
+    def _company_fields(cls, value: Any) -> dict[str, str]:
+        return _merged(DEFAULT_COMPANY_FIELDS, value, _ACCOUNT_FIELDS, "Account")
+
+    @field_validator("score_properties", mode="before")
+    @classmethod
+    def _score_properties(cls, value: Any) -> dict[str, str]:
+        return _merged(DEFAULT_SCORE_PROPERTIES, value, frozenset(DEFAULT_SCORE_PROPERTIES), "score")
+
+    @field_validator("event_types")
+    @classmethod
+    def _some_event_types(cls, value: dict[str, ActivityType]) -> dict[str, ActivityType]:
+        if not all(name.strip() for name in value):
+            raise ValueError("event type names must not be empty")
+        return value
+
+    @field_validator("daily_reset_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone") from None
+        return value
+
+    def rate_limit(self) -> RateLimit:
+        """The budget this portal's tier allows (the class-level capability is the Free/Starter tier)."""
+        return RateLimit(self.rate_limit_requests, self.rate_limit_window_seconds, daily=self.daily_limit)
+
+
+__all__ = [
+    "DEFAULT_COMPANY_FIELDS",
+    "DEFAULT_CONTACT_FIELDS",
+    "DEFAULT_EVENT_TYPES",
+    "DEFAULT_SCORE_PROPERTIES",
+    "HubSpotConfig",
+]

@@ -1,0 +1,118 @@
+"""The HubSpot connector: declarations, and the thin methods that hand work to the pull and write rooms."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, cast
+
+from connectors.base import (
+    Capabilities,
+    Connector,
+    ConnectorConfig,
+    GiveUp,
+    OperationSpec,
+    Page,
+    RateLimit,
+    RecordOutcome,
+    WriteRecord,
+)
+from connectors.http import HttpLayer
+
+from ._config import HubSpotConfig
+from ._errors import Classifier, observe
+from ._pull import Puller
+from ._write import MAX_BATCH, Writer
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class HubSpotConnector(Connector):
+    """Contacts, companies and web/email events in; scores, owners and follow-up tasks out."""
+
+    name: ClassVar[str] = "hubspot"
+    config_model: ClassVar[type[ConnectorConfig]] = HubSpotConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        streams=("accounts", "leads", "activities"),
+        operations={
+            "update_lead": OperationSpec(max_batch_size=MAX_BATCH, idempotent=True, per_record_results=True),
+            "create_task": OperationSpec(max_batch_size=MAX_BATCH, idempotent=False, per_record_results=True),
+        },
+        rate_limit=RateLimit(100, 10, daily=250_000),  # Free/Starter private app; config can raise it
+    )
+
+    config: HubSpotConfig
+
+    def __init__(
+        self, config: ConnectorConfig, http: HttpLayer, *, now: Callable[[], datetime] = _utcnow
+    ) -> None:
+        if not isinstance(config, HubSpotConfig):
+            raise TypeError(f"HubSpotConnector needs a HubSpotConfig, got {type(config).__name__}")
+        super().__init__(config, http)
+        self.classify = Classifier(
+            secret=config.token.get_secret_value(), reset_zone=config.daily_reset_timezone, now=now
+        )
+        self._puller = Puller(http, config, self.classify, observe)
+        self._writer = Writer(http, config, self.classify, observe)
+
+    @classmethod
+    def client_headers(cls, config: ConnectorConfig) -> dict[str, str]:
+        """Headers for the framework's client: the token lives there and nowhere else."""
+        token = cast(HubSpotConfig, config).token.get_secret_value()
+        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    @classmethod
+    def rate_limit_for(cls, config: ConnectorConfig) -> RateLimit:
+        """The budget of this portal's tier (``capabilities.rate_limit`` is the smallest tier)."""
+        return cast(HubSpotConfig, config).rate_limit()
+
+    async def check(self) -> None:
+        await self.http.request("GET", "/crm/v3/owners", classify=self.classify, observe=observe,
+                                params={"limit": 1})
+
+    async def pull(self, stream: str, cursor: str | None) -> AsyncIterator[Page]:  # type: ignore[override]
+        if stream in ("leads", "accounts"):
+            pages = self._puller.objects(stream, cursor)
+        elif stream == "activities":
+            pages = self._puller.events(cursor)
+        else:
+            known = ", ".join(self.capabilities.streams)
+            raise GiveUp(f"unknown stream {stream!r}; streams: {known}", connector=self.name)
+        async for page in pages:
+            yield page
+
+    async def write_batch(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        if operation not in self.capabilities.operations:
+            raise GiveUp(f"unknown operation {operation!r}", connector=self.name)
+        if not records:
+            return []
+        if operation == "update_lead":
+            return await self._writer.update_leads(records)
+        return await self._writer.create_tasks(records)
+
+    async def lookup(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        if operation == "create_task" and records:
+            return await self._writer.lookup_tasks(records)
+        return await super().lookup(operation, records)
+
+    async def list_owners(self) -> list[dict[str, Any]]:
+        """Every active owner (``id, email, firstName, lastName, userId, teams…``), all pages."""
+        owners: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": 100}
+            if after is not None:
+                params["after"] = after
+            response = await self.http.request(
+                "GET", "/crm/v3/owners", classify=self.classify, observe=observe, params=params
+            )
+            data = response.json()
+            owners.extend(row for row in data.get("results") or () if isinstance(row, dict))
+            after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return owners
+
+
+__all__ = ["HubSpotConnector"]

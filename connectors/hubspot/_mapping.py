@@ -1,0 +1,203 @@
+"""HubSpot rows to canonical records, or to quarantine with a reason that names the field and value.
+
+HubSpot sends every property value as a string (or null): datetimes as ISO 8601 or epoch milliseconds,
+date properties as ``YYYY-MM-DD`` or midnight-UTC milliseconds, numbers as decimal text. A row that
+breaks the data contract becomes one :class:`Quarantined` entry; the rest of its page flows on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.base import Account, Activity, ActivityType, Lead, Quarantined, Record, Scalar
+
+CONTACT_MODIFIED = "lastmodifieddate"
+COMPANY_MODIFIED = "hs_lastmodifieddate"
+
+# Deliberately loose: one @, a dot in the domain, no spaces. HubSpot validates further on its side.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DOMAIN_PREFIX = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\.)?")
+
+
+class BadRow(ValueError):
+    """One field of a row breaks the contract; the message is the quarantine reason."""
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def parse_datetime(field: str, value: Any) -> datetime | None:
+    """ISO 8601 (``Z`` or offset; a bare date is midnight UTC) or epoch milliseconds, as aware UTC."""
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        if text.lstrip("-").isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise BadRow(f"{field}: {text!r} is not a date") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_float(field: str, value: Any) -> float | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise BadRow(f"{field}: {text!r} is not a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise BadRow(f"{field}: {text!r} is not a number")
+    return number
+
+
+def parse_int(field: str, value: Any) -> int | None:
+    number = parse_float(field, value)
+    if number is None:
+        return None
+    if not number.is_integer():
+        raise BadRow(f"{field}: {_text(value)!r} is not a whole number")
+    return int(number)
+
+
+def parse_email(field: str, value: Any) -> str | None:
+    text = _text(value)
+    if text is None:
+        return None
+    if not _EMAIL.match(text):
+        raise BadRow(f"{field}: {text!r} is not a valid email")
+    return text
+
+
+def normalise_domain(value: Any) -> str | None:
+    """``https://www.Example.com/about`` → ``example.com``: the form lead-to-account matching uses."""
+    text = _text(value)
+    if text is None:
+        return None
+    host = _DOMAIN_PREFIX.sub("", text.lower()).split("/", 1)[0].split(":", 1)[0]
+    return host.strip(".") or None
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _id(row: Mapping[str, Any]) -> str:
+    key = _text(row.get("id"))
+    if key is None:
+        raise BadRow("id: missing")
+    return key
+
+
+def _updated_at(row: Mapping[str, Any], props: Mapping[str, Any], modified: str) -> datetime:
+    # The modified property is what the search filters and sorts on; ``updatedAt`` mirrors it.
+    raw = props.get(modified) if props.get(modified) is not None else row.get("updatedAt")
+    moment = parse_datetime(modified, raw)
+    if moment is None:
+        raise BadRow(f"{modified}: missing")
+    return moment
+
+
+def _props(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    props = row.get("properties")
+    return props if isinstance(props, Mapping) else {}
+
+
+def contact_records(
+    row: Mapping[str, Any],
+    fields: Mapping[str, str],
+    extra: list[str],
+    conversion_property: str | None,
+) -> list[Record]:
+    """One contact → its Lead, plus a CONVERSION activity when the conversion date is set."""
+    key = _id(row)
+    props = _props(row)
+    values: dict[str, Any] = {}
+    for name, prop in fields.items():
+        raw = props.get(prop)
+        if name == "email":
+            values[name] = parse_email(prop, raw)
+        elif name == "created_at":
+            values[name] = parse_datetime(prop, raw)
+        else:
+            values[name] = _text(raw)
+    attributes: dict[str, Scalar] = {prop: _text(props.get(prop)) for prop in extra}
+    records: list[Record] = [
+        Lead(key=key, updated_at=_updated_at(row, props, CONTACT_MODIFIED), attributes=attributes, **values)
+    ]
+    if conversion_property:
+        converted = parse_datetime(conversion_property, props.get(conversion_property))
+        if converted is not None:
+            records.append(Activity(f"{key}:conversion", key, ActivityType.CONVERSION, converted))
+    return records
+
+
+def company_record(row: Mapping[str, Any], fields: Mapping[str, str]) -> Account:
+    key = _id(row)
+    props = _props(row)
+    values: dict[str, Any] = {}
+    for name, prop in fields.items():
+        raw = props.get(prop)
+        if name == "employees":
+            values[name] = parse_int(prop, raw)
+        elif name == "annual_revenue":
+            values[name] = parse_float(prop, raw)
+        elif name == "domain":
+            values[name] = normalise_domain(raw)
+        else:
+            values[name] = _text(raw)
+    return Account(key=key, updated_at=_updated_at(row, props, COMPANY_MODIFIED), **values)
+
+
+def event_record(
+    row: Mapping[str, Any], types: Mapping[str, ActivityType], pricing_url_contains: list[str]
+) -> Activity:
+    key = _id(row)
+    lead_key = _text(row.get("objectId"))
+    if lead_key is None:
+        raise BadRow("objectId: missing")
+    event_type = _text(row.get("eventType"))
+    if event_type not in types:
+        raise BadRow(f"eventType: {event_type!r} is not a configured event type")
+    occurred = parse_datetime("occurredAt", row.get("occurredAt"))
+    if occurred is None:
+        raise BadRow("occurredAt: missing")
+    props = _props(row)
+    kind = types[event_type]
+    url = _text(props.get("hs_url")) or ""
+    if kind is ActivityType.PAGE_VIEW and any(part in url for part in pricing_url_contains):
+        kind = ActivityType.PRICING_PAGE
+    attributes: dict[str, Scalar] = {"event_type": event_type}
+    attributes.update({str(k): _text(v) for k, v in props.items()})
+    return Activity(key=key, lead_key=lead_key, type=kind, occurred_at=occurred, attributes=attributes)
+
+
+def quarantine(stream: str, row: Any, reason: str) -> Quarantined:
+    raw: Mapping[str, Any] = row if isinstance(row, Mapping) else {"row": row}
+    return Quarantined(stream=stream, key=_text(raw.get("id")), reason=reason, raw=raw)
+
+
+__all__ = [
+    "COMPANY_MODIFIED",
+    "CONTACT_MODIFIED",
+    "BadRow",
+    "company_record",
+    "contact_records",
+    "epoch_ms",
+    "event_record",
+    "normalise_domain",
+    "parse_datetime",
+    "parse_email",
+    "parse_float",
+    "parse_int",
+    "quarantine",
+]
