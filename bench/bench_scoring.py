@@ -26,7 +26,7 @@ from scoring.features import FeatureFrame, compute_features
 from scoring.labels import build_examples, default_cutoffs
 from scoring.model import ScoringModel
 from scoring.synthetic import synthetic_history, synthetic_spec
-from scoring.train import _pipeline, train
+from scoring.train import CANDIDATES, _pipeline, train
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -44,6 +44,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train-leads", type=int, default=3000)
     parser.add_argument("--serve-leads", type=int, default=100_000)
+    parser.add_argument(
+        "--candidate", choices=("logistic_regression", "hist_gradient_boosting"), action="append"
+    )
     args = parser.parse_args()
 
     spec = synthetic_spec()
@@ -54,7 +57,7 @@ def main() -> None:
     )
     folder = tempfile.mkdtemp(prefix="leadrelay-bench-")
     t0 = time.perf_counter()
-    card = train(examples, folder, version="bench", trained_at=end)
+    card = train(examples, folder, version="bench", trained_at=end, candidates=args.candidate or CANDIDATES)
     train_s = time.perf_counter() - t0
     model = ScoringModel.load(folder)
     print(
@@ -64,8 +67,8 @@ def main() -> None:
         f"parity {card.parity_max_diff:.2e}"
     )
 
-    # Serving-shaped subjects: ~20 events each, as of the end of the history.
-    serve = synthetic_history(args.serve_leads, start=START, seed=11, activity_per_day=0.1, burst_rate=1.2)
+    # Serving-shaped subjects: about 20 events each, as of the end of the history.
+    serve = synthetic_history(args.serve_leads, start=START, seed=11, activity_per_day=0.06, burst_rate=1.2)
     events = sum(len(s.events) for s in serve) / len(serve)
     feat_s = best_of(lambda: compute_features(spec, serve, end), 3)
     frame = compute_features(spec, serve, end)

@@ -122,8 +122,8 @@ def main() -> None:
             rows.append((mode, json.loads(out.stdout.strip().splitlines()[-1])))
     print(f"\nEnd-to-end sync of {args.contacts:,} sandbox contacts (pull + store + score + plan + push), "
           "rate limits off, SQLite store\n")
-    print(f"| transport | cycle s | leads/s | scored | pushed (acked) | write batches | re-run writes | "
-          f"peak RSS MB |")
+    print("| transport | cycle s | leads/s | scored | pushed (acked) | write batches | re-run writes | "
+          "peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
     for mode, r in rows:
         acked = r["delivered"].get("acknowledged", 0)  # type: ignore[union-attr]

@@ -75,7 +75,8 @@ class Deliverer:
             batches = [ops[i:i + spec.max_batch_size] for i in range(0, len(ops), spec.max_batch_size)]
             gate = asyncio.Semaphore(self.concurrency)
 
-            async def one(batch: Sequence[StoredOp], op: str = operation) -> None:
+            async def one(batch: Sequence[StoredOp], op: str = operation,
+                          gate: asyncio.Semaphore = gate) -> None:
                 async with gate:
                     if self.report.stopped is None:
                         await self._send(op, batch)
@@ -164,4 +165,4 @@ class Deliverer:
         self.unit.checkpoint()
 
 
-__all__ = ["DeliveryReport", "Deliverer"]
+__all__ = ["Deliverer", "DeliveryReport"]

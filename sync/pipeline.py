@@ -97,7 +97,7 @@ def build_connector(
     retry: RetrySettings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    timing: Timing = Timing(),  # noqa: B008 - a frozen value object
+    timing: Timing = Timing(),
 ) -> Connector:
     """Instantiate a configured connector with its HTTP layer (client, retry policy, rate budget)."""
     cls = registry.get(connection.type)
@@ -270,7 +270,7 @@ async def run_cycle(
     clock: Clock = utcnow,
     transports: Transports | None = None,
     model: ScoringModel | None = None,
-    timing: Timing = Timing(),  # noqa: B008 - a frozen value object
+    timing: Timing = Timing(),
     score: bool = True,
 ) -> CycleReport:
     """Run one cycle of pipeline ``name``; with ``dry_run`` nothing is written anywhere; with

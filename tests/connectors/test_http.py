@@ -9,7 +9,14 @@ import pytest
 import respx
 
 from connectors.base import FixConfiguration, OutcomeUnknown, QuotaExhausted, RateLimit, RetryLater
-from connectors.http import HttpLayer, RateObservation, RetrySettings, TokenBucket, build_client, parse_retry_after
+from connectors.http import (
+    HttpLayer,
+    RateObservation,
+    RetrySettings,
+    TokenBucket,
+    build_client,
+    parse_retry_after,
+)
 
 BASE = "https://api.example.test"
 

@@ -12,11 +12,7 @@ import pytest
 from connectors.base import Account, Activity, FixConfiguration, GiveUp, Lead, Outcome, Page, WriteRecord
 from connectors.http import HttpLayer, RetrySettings, build_client
 from connectors.hubspot import HubSpotConfig, HubSpotConnector
-
-try:
-    from connectors.sandbox import HubSpotSandbox, generate_dataset, serve_on_loopback
-except ImportError:  # pragma: no cover - temporary: the sandbox package is landing in parallel
-    pytest.skip("connectors.sandbox does not export its public API yet", allow_module_level=True)
+from connectors.sandbox import HubSpotSandbox, generate_dataset, serve_on_loopback
 
 TOKEN = "pat-na1-sandbox-token"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -89,11 +85,26 @@ def base_url(sandbox: HubSpotSandbox) -> Iterator[str]:
         yield url
 
 
-def connector(base_url: str, token: str = TOKEN) -> HubSpotConnector:
-    config = HubSpotConfig(token=token, base_url=base_url, page_size=50)
-    client = build_client(base_url, headers=HubSpotConnector.client_headers(config))
-    http = HttpLayer(client, name="hubspot", retry=RetrySettings(attempts=2, jitter=0.0), sleep=no_sleep)
-    return HubSpotConnector(config, http)
+class Connectors:
+    """Builds connectors against one base URL and closes their clients when the test ends."""
+
+    def __init__(self) -> None:
+        self.made: list[HubSpotConnector] = []
+
+    def __call__(self, base_url: str, token: str = TOKEN) -> HubSpotConnector:
+        config = HubSpotConfig(token=token, base_url=base_url, page_size=50)
+        client = build_client(base_url, headers=HubSpotConnector.client_headers(config))
+        http = HttpLayer(client, name="hubspot", retry=RetrySettings(attempts=2, jitter=0.0), sleep=no_sleep)
+        self.made.append(HubSpotConnector(config, http))
+        return self.made[-1]
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[Connectors]:
+    made = Connectors()
+    yield made
+    for hub in made.made:
+        await hub.http.client.aclose()
 
 
 async def drain(pages: AsyncIterator[Page]) -> list[Page]:
@@ -105,7 +116,9 @@ def records(pages: list[Page]) -> list[Any]:
 
 
 @pytest.mark.anyio
-async def test_pulls_every_stream_from_the_sandbox(base_url: str, sandbox: HubSpotSandbox) -> None:
+async def test_pulls_every_stream_from_the_sandbox(
+    connector: Connectors, base_url: str, sandbox: HubSpotSandbox
+) -> None:
     """All contacts, companies and events come through over HTTP, mapped to canonical records."""
     hub = connector(base_url)
     leads = [r for r in records(await drain(hub.pull("leads", None))) if isinstance(r, Lead)]
@@ -119,7 +132,7 @@ async def test_pulls_every_stream_from_the_sandbox(base_url: str, sandbox: HubSp
 
 
 @pytest.mark.anyio
-async def test_incremental_pull_returns_changed_rows_and_overlap(
+async def test_incremental_pull_returns_changed_rows_and_overlap(connector: Connectors,
     base_url: str, sandbox: HubSpotSandbox, clock: Clock
 ) -> None:
     """After an update, a pull from the stored cursor returns the changed row plus the overlap window."""
@@ -136,7 +149,7 @@ async def test_incremental_pull_returns_changed_rows_and_overlap(
 
 
 @pytest.mark.anyio
-async def test_overlap_window_catches_late_rows(
+async def test_overlap_window_catches_late_rows(connector: Connectors,
     base_url: str, sandbox: HubSpotSandbox, clock: Clock
 ) -> None:
     """A row that shows up after the pull, stamped shortly before its cursor, is still read next time."""
@@ -149,7 +162,7 @@ async def test_overlap_window_catches_late_rows(
 
 
 @pytest.mark.anyio
-async def test_150_updates_go_in_two_batches(base_url: str, sandbox: HubSpotSandbox) -> None:
+async def test_150_updates_go_in_two_batches(connector: Connectors, base_url: str, sandbox: HubSpotSandbox) -> None:
     """Split by max_batch_size, 150 score updates take two calls and are all acknowledged and stored."""
     hub = connector(base_url)
     size = hub.capabilities.operations["update_lead"].max_batch_size
@@ -168,7 +181,7 @@ async def test_150_updates_go_in_two_batches(base_url: str, sandbox: HubSpotSand
 
 
 @pytest.mark.anyio
-async def test_oversized_batch_is_refused(base_url: str, sandbox: HubSpotSandbox) -> None:
+async def test_oversized_batch_is_refused(connector: Connectors, base_url: str, sandbox: HubSpotSandbox) -> None:
     """The connector refuses 101 inputs itself; sent anyway, the sandbox answers 400, classified GiveUp."""
     hub = connector(base_url)
     writes = [WriteRecord(str(n), f"k{n}", {"band": "A"}) for n in range(1, 102)]
@@ -181,7 +194,7 @@ async def test_oversized_batch_is_refused(base_url: str, sandbox: HubSpotSandbox
 
 
 @pytest.mark.anyio
-async def test_207_rejects_only_the_bad_record(base_url: str) -> None:
+async def test_207_rejects_only_the_bad_record(connector: Connectors, base_url: str) -> None:
     """An unknown contact id in a batch is rejected; its neighbours are acknowledged."""
     hub = connector(base_url)
     writes = [WriteRecord("1", "a", {"band": "A"}), WriteRecord("999999", "b", {"band": "A"}),
@@ -191,7 +204,7 @@ async def test_207_rejects_only_the_bad_record(base_url: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_created_task_is_found_by_key(base_url: str, sandbox: HubSpotSandbox) -> None:
+async def test_created_task_is_found_by_key(connector: Connectors, base_url: str, sandbox: HubSpotSandbox) -> None:
     """create_task then lookup finds the task by its key; creating it again does not duplicate it."""
     hub = connector(base_url)
     task = WriteRecord("17", "route:17:v1", {"due_at": START + timedelta(hours=4), "subject": "Call P17",
@@ -208,7 +221,7 @@ async def test_created_task_is_found_by_key(base_url: str, sandbox: HubSpotSandb
 
 
 @pytest.mark.anyio
-async def test_check_and_owners(base_url: str) -> None:
+async def test_check_and_owners(connector: Connectors, base_url: str) -> None:
     """check passes with the right token, asks for configuration with a wrong one; owners are listed."""
     await connector(base_url).check()
     with pytest.raises(FixConfiguration, match="INVALID_AUTHENTICATION"):
@@ -217,7 +230,7 @@ async def test_check_and_owners(base_url: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_generated_dataset_pulls_completely(clock: Clock) -> None:
+async def test_generated_dataset_pulls_completely(connector: Connectors, clock: Clock) -> None:
     """A generated portal pulls every contact across several search pages."""
     box = HubSpotSandbox(token=TOKEN, clock=clock, limits=None)
     box.load(generate_dataset(seed=7, contacts=600, now=START))

@@ -10,7 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.sandbox import FaultSettings, HubSpotLimits, HubSpotSandbox, generate_dataset, serve_on_loopback
+from connectors.sandbox import (
+    FaultSettings,
+    HubSpotLimits,
+    HubSpotSandbox,
+    generate_dataset,
+    serve_on_loopback,
+)
 from sync import config
 from sync.config import Settings
 from sync.pipeline import CycleReport, Timing, load_model, run_cycle

@@ -76,11 +76,15 @@ def test_dry_run_unit_rolls_everything_back(store: Store) -> None:
 
 def test_failed_unit_keeps_only_checkpointed_work(store: Store) -> None:
     """Work after the last checkpoint is rolled back when the cycle fails."""
-    with pytest.raises(RuntimeError), store.unit() as u:
-        u.set_cursor("p", "leads", "page-1", NOW)
-        u.checkpoint()
-        u.set_cursor("p", "leads", "page-2", NOW)
-        raise RuntimeError("crash")
+    def cycle_that_crashes() -> None:
+        with store.unit() as u:
+            u.set_cursor("p", "leads", "page-1", NOW)
+            u.checkpoint()
+            u.set_cursor("p", "leads", "page-2", NOW)
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        cycle_that_crashes()
     with store.unit() as u:
         assert u.get_cursor("p", "leads") == "page-1"
 
