@@ -2,8 +2,8 @@
 
 Every key is checked on load; an error names the key path and what is wrong; unknown keys are refused.
 Secrets are written as ``"${VAR}"`` (or ``"${VAR:-default}"``) and taken from the environment at load
-time; connector settings mark them ``SecretStr`` so they are never printed, logged or stored. Connection tables are validated by the
-connector's own config model, so a plugin's options get the same treatment as the built-ins'.
+time; connector settings mark them ``SecretStr`` so they are never printed, logged or stored. Connection
+tables are validated by the connector's own config model: a plugin's options are treated as the built-ins'.
 """
 
 from __future__ import annotations
