@@ -37,7 +37,7 @@ from sync.store import Store, Unit
 from sync.subjects import build_subjects
 
 if TYPE_CHECKING:
-    from scoring import ScoringModel
+    from scoring import FeatureFrame, ScoreBatch, ScoringModel
 
 Clock = Callable[[], datetime]
 Transports = Mapping[str, httpx.AsyncBaseTransport]
@@ -212,18 +212,24 @@ class Cycle:
             accounts = self.unit.load_accounts(src, [x["account_key"] for x in leads if x["account_key"]])
             activities = self.unit.load_activities(src, chunk, since)
             subjects = build_subjects(leads, accounts, activities)
-            batch = self.model.score(compute_features(self.model.spec, subjects, self.now))
+            frame = compute_features(self.model.spec, subjects, self.now)
+            previous = self.unit.scores(src, chunk)
+            batch = self._score_with_reasons(frame, previous)
             rows = []
             for subject, s in zip(subjects, batch.rows(), strict=True):
+                before = previous.get(subject.key)
+                positive, negative = s.reasons_positive, s.reasons_negative
+                if not positive and not negative and before is not None:
+                    positive, negative = before["reasons_positive"], before["reasons_negative"]
                 rows.append({"lead_key": subject.key, "probability": s.probability, "score": s.score,
-                             "band": s.band, "reasons_positive": list(s.reasons_positive),
-                             "reasons_negative": list(s.reasons_negative), "model_version": s.model_version,
+                             "band": s.band, "reasons_positive": list(positive),
+                             "reasons_negative": list(negative), "model_version": s.model_version,
                              "scored_at": self.now})
                 if self.pipe.push_scores:
-                    top = f": {s.reasons_positive[0]}" if s.reasons_positive else ""
+                    top = f": {positive[0]}" if positive else ""
                     desired.append(DesiredWrite(
                         destination=self.pipe.destination, operation=SCORE_OPERATION, target=subject.key,
-                        payload={"score": s.score, "band": s.band, "reasons": list(s.reasons_positive),
+                        payload={"score": s.score, "band": s.band, "reasons": list(positive),
                                  "model_version": s.model_version, "scored_at": self.now.isoformat()},
                         reason=f"scored {s.score} (band {s.band}){top}",
                     ))
@@ -231,6 +237,18 @@ class Cycle:
             self.unit.checkpoint()
             self.report.scored += len(rows)
         return desired
+
+    def _score_with_reasons(self, frame: FeatureFrame, previous: Mapping[str, Mapping[str, Any]]) -> ScoreBatch:
+        """Reasons cost one model run per feature group, so they are worded only for leads whose score,
+        band or model changed; the others keep the reasons they already have."""
+        assert self.model is not None
+        quick = self.model.score(frame, reasons=False)
+        changed = [i for i, (key, score, band) in enumerate(zip(frame.keys, quick.score, quick.band, strict=True))
+                   if (before := previous.get(key)) is None or before["score"] != int(score)
+                   or before["band"] != str(band) or before["model_version"] != quick.model_version]
+        if not changed:
+            return quick
+        return self.model.score(frame, reason_rows=changed)
 
     # -- plan + enqueue -----------------------------------------------------------------------------
 

@@ -392,7 +392,7 @@ class Unit:
                 sa.select(table.c.key, table.c.content_hash)
                 .where(table.c.source == source, table.c.key.in_(chunk))
             )
-            found.update(dict(rows.tuples()))
+            found.update((key, digest) for key, digest in rows)
         return found
 
     def upsert_leads(self, source: str, leads: Sequence[Lead]) -> set[str]:

@@ -234,8 +234,8 @@ def test_import_stays_light() -> None:
 
 def test_public_surface_is_pinned() -> None:
     """The package exports exactly the names users may touch, each resolvable (lazily where heavy)."""
-    # In a fresh interpreter: under pytest, tests/scoring/conftest.py makes pytest stub a namespace
-    # module named "scoring" in place of the real package's __init__.
+    # In a fresh interpreter, so that lazy names resolve from a clean start, not from modules that
+    # other tests already imported.
     code = (
         "import scoring;"
         "assert all(getattr(scoring, n) is not None for n in scoring.__all__);"
