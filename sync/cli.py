@@ -38,6 +38,13 @@ def _fail_cleanly(func: F) -> F:
             code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(code)
+        except Exception as exc:
+            from scoring.errors import ScoringError  # numbers-only package: its own error tree
+
+            if not isinstance(exc, ScoringError):
+                raise
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(5)
         except KeyError as exc:  # an unknown pipeline name
             click.secho(f"error: {exc.args[0]}", fg="red", err=True)
             sys.exit(2)

@@ -68,7 +68,12 @@ class ScoringSettings(_Strict):
     min_positives: int = Field(20, ge=5)
     batch_size: int = Field(10_000, ge=1, le=1_000_000)
     rescore_after_hours: float = Field(24.0, gt=0)
-    features: dict[str, Any] = Field(default_factory=dict)  # validated by scoring.FeatureSpec
+    features: dict[str, Any] = Field(default_factory=dict)  # intent features; validated by scoring.FeatureSpec
+    fit: dict[str, Any] = Field(default_factory=dict)       # fit features and the ICP; likewise
+
+    def feature_mapping(self) -> dict[str, Any]:
+        """The ``scoring.FeatureSpec`` mapping these settings describe (empty: the defaults)."""
+        return {k: v for k, v in (("features", self.features), ("fit", self.fit)) if v}
 
 
 class PipelineSettings(_Strict):
@@ -174,9 +179,17 @@ def parse(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, sourc
     if problems:
         raise ConfigError(problems, source=source)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_pydantic_problems(exc, ""), source=source) from None
+    from scoring.errors import FeatureSpecError
+    from scoring.features import FeatureSpec
+
+    try:
+        FeatureSpec.from_mapping(settings.scoring.feature_mapping())
+    except FeatureSpecError as exc:
+        raise ConfigError([f"scoring.{exc.path}: {exc.problem}"], source=source) from None
+    return settings
 
 
 def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:

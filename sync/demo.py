@@ -28,6 +28,11 @@ horizon_days = 30
 min_examples = 200
 min_positives = 20
 
+[scoring.fit.icp]
+industries = ["COMPUTER_SOFTWARE", "INFORMATION_TECHNOLOGY_AND_SERVICES", "FINANCIAL_SERVICES",
+              "MARKETING_AND_ADVERTISING"]
+employees = [50, 2000]
+
 [connections.hubspot]
 type = "hubspot"
 token = "${{HUBSPOT_TOKEN}}"

@@ -48,7 +48,8 @@ def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: da
         accounts = unit.load_accounts(source, [x["account_key"] for x in leads if x["account_key"]])
         activities = unit.load_all_activities(source)
     subjects = build_subjects(leads, accounts, activities)
-    spec = FeatureSpec.from_mapping(settings.scoring.features) if settings.scoring.features else FeatureSpec.default()
+    mapping = settings.scoring.feature_mapping()
+    spec = FeatureSpec.from_mapping(mapping) if mapping else FeatureSpec.default()
     horizon = settings.scoring.horizon_days
     first, last = span[0], min(span[1], now)
     cutoffs = default_cutoffs(first, last, horizon_days=horizon, step_days=settings.scoring.cutoff_step_days)
