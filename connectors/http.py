@@ -93,11 +93,14 @@ class TokenBucket:
     async def acquire(self) -> None:
         async with self._lock:
             self._refill()
-            while self.tokens < 1.0:
+            if self.tokens < 1.0:
                 wait = (1.0 - self.tokens) / self.rate
                 self.waited += wait
                 await self._sleep(wait)
                 self._refill()
+                # The wait was computed to earn exactly one token; float rounding in the refill must not
+                # send us round again (with tiny waits a fake clock may not even move).
+                self.tokens = max(self.tokens, 1.0)
             self.tokens -= 1.0
 
     def observe(self, seen: RateObservation) -> None:

@@ -43,6 +43,10 @@ Clock = Callable[[], datetime]
 Transports = Mapping[str, httpx.AsyncBaseTransport]
 STREAM_ORDER = ("accounts", "leads", "activities")
 SCORE_OPERATION = "update_lead"
+# Pages are committed together with their cursor; committing every few thousand records instead of every
+# page keeps that guarantee (a crash loses uncommitted pages *and* their cursor moves) at a fraction of the
+# fsyncs.
+COMMIT_EVERY = 5_000
 
 
 def utcnow() -> datetime:
@@ -69,6 +73,7 @@ class CycleReport:
     samples: list[dict[str, Any]] = field(default_factory=list)
     delivery: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
     finished_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,6 +85,7 @@ class CycleReport:
             "quarantine_samples": self.quarantine_samples, "scored": self.scored,
             "model_version": self.model_version, "scoring_note": self.scoring_note, "plan": self.plan,
             "samples": self.samples, "delivery": self.delivery, "errors": self.errors,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
 
@@ -150,6 +156,7 @@ class Cycle:
         changed_accounts: set[str] = set()
         for stream in wanted:
             cursor = self.unit.get_cursor(self.name, stream)
+            uncommitted = 0
             try:
                 async for page in self.source.pull(stream, cursor):
                     leads = [r for r in page.records if isinstance(r, Lead)]
@@ -177,7 +184,11 @@ class Cycle:
                     if page.cursor is not None:
                         # Same transaction as the page's rows: the cursor never passes unstored data.
                         self.unit.set_cursor(self.name, stream, page.cursor, self.now)
-                    self.unit.checkpoint()
+                    uncommitted += len(page.records) + len(page.quarantined)
+                    if uncommitted >= COMMIT_EVERY:
+                        self.unit.checkpoint()
+                        uncommitted = 0
+                self.unit.checkpoint()
             except FixConfiguration:
                 raise
             except ConnectorError as exc:
@@ -312,10 +323,19 @@ async def run_cycle(
             cycle = Cycle(settings, name, unit, report, clock=clock, now=now, source=built[pipe.source],
                           destination=built[pipe.destination], model=model, scoring_on=score)
             try:
+                mark = time.perf_counter()
                 await cycle.pull()
-                cycle.plan(cycle.score())
+                report.seconds["pull"] = time.perf_counter() - mark
+                mark = time.perf_counter()
+                desired = cycle.score()
+                report.seconds["score"] = time.perf_counter() - mark
+                mark = time.perf_counter()
+                cycle.plan(desired)
+                report.seconds["plan"] = time.perf_counter() - mark
                 if not dry_run:
+                    mark = time.perf_counter()
                     await cycle.deliver()
+                    report.seconds["deliver"] = time.perf_counter() - mark
                 report.status = "partial" if report.errors else "succeeded"
             except FixConfiguration as exc:
                 report.status = "failed"

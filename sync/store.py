@@ -330,7 +330,9 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+    # psycopg prepares a statement after five runs, and PostgreSQL then plans it generically: for our
+    # "key IN (900 values)" lookups the generic plan is a sequential scan, which made bulk loads quadratic.
+    return sa.create_engine(url, echo=echo, pool_pre_ping=True, connect_args={"prepare_threshold": None})
 
 
 def _upsert(dialect: str, table: sa.Table, rows: list[dict[str, Any]], keys: list[str],
@@ -364,11 +366,17 @@ class Unit:
                    update: Iterable[str] | None = None) -> None:
         if not rows:
             return
+        # executemany: the drivers' own batch path (sqlite3 in C, psycopg in pipeline mode) beats one huge
+        # multi-VALUES statement, which SQLAlchemy must compile afresh for every chunk.
         stmt = _upsert(self.dialect, table, rows, keys, update)
         if len(rows) == 1:
             self.conn.execute(stmt)
         else:
             self.conn.execute(stmt, rows)
+
+    def _insert_many(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(table.insert(), rows)
 
     # -- cursors ------------------------------------------------------------------------------------
 
@@ -427,7 +435,7 @@ class Unit:
     def quarantine(self, source: str, items: Sequence[Quarantined], run_id: int | None, now: datetime) -> None:
         if not items:
             return
-        self.conn.execute(QuarantineRow.__table__.insert(), [
+        self._insert_many(QuarantineRow.__table__, [
             {"run_id": run_id, "source": source, "stream": q.stream, "record_key": q.key,
              "reason": q.reason, "raw": json.loads(json.dumps(q.raw, default=str)),
              "created_at": _naive(now)} for q in items
@@ -576,12 +584,14 @@ class Unit:
              "acknowledged_at": _naive(now)} for op, remote_id in acks
         ], ["destination", "operation", "target"])
         t = OutboxRow.__table__
-        self.conn.execute(
-            t.update().where(t.c.id == sa.bindparam("op_id"))
-            .values(status="acknowledged", remote_id=sa.bindparam("rid"), updated_at=_naive(now),
-                    last_error=None),
-            [{"op_id": op.id, "rid": remote_id} for op, remote_id in acks],
-        )
+        plain = [op.id for op, remote_id in acks if remote_id is None]
+        for chunk in _chunks(plain):
+            self.conn.execute(t.update().where(t.c.id.in_(chunk)).values(
+                status="acknowledged", updated_at=_naive(now), last_error=None))
+        with_remote = [(op.id, remote_id) for op, remote_id in acks if remote_id is not None]
+        for op_id, remote_id in with_remote:  # created objects only: a handful per batch
+            self.conn.execute(t.update().where(t.c.id == op_id).values(
+                status="acknowledged", remote_id=remote_id, updated_at=_naive(now), last_error=None))
 
     # -- outbox -------------------------------------------------------------------------------------
 
@@ -610,7 +620,7 @@ class Unit:
                     t.update().where(t.c.destination == destination, t.c.operation == operation,
                                      t.c.target.in_(chunk), t.c.status.in_(("pending", "retryable")))
                     .values(status="superseded", updated_at=_naive(now)))
-        self.conn.execute(t.insert(), [
+        self._insert_many(t, [
             {"idempotency_key": op.idempotency_key, "pipeline": pipeline, "destination": op.destination,
              "operation": op.operation, "target": op.target, "payload_hash": op.payload_hash,
              "payload": dict(op.payload), "reason": op.reason, "status": "pending", "attempts": 0,
@@ -636,12 +646,13 @@ class Unit:
         if not updates:
             return
         t = OutboxRow.__table__
-        self.conn.execute(
-            t.update().where(t.c.id == sa.bindparam("op_id"))
-            .values(status=sa.bindparam("st"), last_error=sa.bindparam("err"),
-                    attempts=t.c.attempts + 1, updated_at=_naive(now)),
-            [{"op_id": op.id, "st": status, "err": reason} for op, status, reason in updates],
-        )
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for op, status, reason in updates:  # one statement per distinct outcome, not per record
+            groups.setdefault((status, reason), []).append(op.id)
+        for (status, reason), ids in groups.items():
+            for chunk in _chunks(ids):
+                self.conn.execute(t.update().where(t.c.id.in_(chunk)).values(
+                    status=status, last_error=reason, attempts=t.c.attempts + 1, updated_at=_naive(now)))
 
     def outbox_counts(self) -> dict[str, int]:
         t = OutboxRow.__table__

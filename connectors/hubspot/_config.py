@@ -79,6 +79,9 @@ class HubSpotConfig(ConnectorConfig):
     token: SecretStr
     base_url: str = "https://api.hubapi.com"
     page_size: int = Field(200, ge=1, le=200)  # the search endpoint's maximum
+    # The events API does not document its page maximum; 1000 is what the sandbox allows. Lower it if a
+    # portal refuses larger pages.
+    events_page_size: int = Field(1000, ge=1, le=1000)
     overlap_seconds: float = Field(300, ge=0)  # re-read window: search lags writes by moments
     search_cap: int = Field(10_000, ge=1, le=10_000)  # HubSpot refuses paging past 10k per query
     contact_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONTACT_FIELDS))

@@ -250,7 +250,7 @@ class Puller:
                     "eventType": event_type,
                     "occurredAfter": _iso(since - overlap_ms if since is not None else 0),
                     "sort": "occurredAt",
-                    "limit": self._config.page_size,
+                    "limit": self._config.events_page_size,
                 }
                 if after is not None:
                     params["after"] = after

@@ -170,3 +170,15 @@ async def test_token_bucket_trusts_the_vendor_when_it_reports_fewer_remaining() 
     bucket.observe(RateObservation(remaining=0))
     await bucket.acquire()
     assert t.now == pytest.approx(1.0)
+
+
+@pytest.mark.anyio
+async def test_token_bucket_terminates_with_a_fast_budget_after_a_long_run() -> None:
+    """A drained bucket with a very high rate waits once and goes on (no float-rounding spin)."""
+    t = FakeTime()
+    t.now = 123_456.789
+    bucket = TokenBucket(RateLimit(100_000, 10.0), clock=t.clock, sleep=t.sleep)
+    for _ in range(5):
+        bucket.drain()
+        await bucket.acquire()
+    assert len(t.waits) == 5

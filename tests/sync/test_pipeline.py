@@ -213,7 +213,7 @@ async def test_partial_failure_acknowledges_only_the_successes(rig_factory: Any)
 @pytest.mark.anyio
 async def test_rate_limit_429_is_waited_out(rig_factory: Any) -> None:
     """With a tight burst limit the sandbox answers 429s; the agent waits them out and delivers everything."""
-    rig = rig_factory(contacts=150, limits=HubSpotLimits(burst=10, window_ms=10_000, daily=1_000_000))
+    rig = rig_factory(contacts=150, limits=HubSpotLimits(burst=3, window_ms=10_000, daily=1_000_000))
     report = await rig.cycle()
     assert report.status == "succeeded", report.errors
     assert rig.sandbox.stats.status_codes[429] >= 1
