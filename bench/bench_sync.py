@@ -1,8 +1,10 @@
 """End-to-end sync throughput: N sandbox contacts pulled, scored and pushed back, rate limits off.
 
 Each transport runs in its own subprocess (so peak RSS is that run's own), side by side in one go:
-  in-process  httpx.ASGITransport straight into the sandbox app
-  loopback    real sockets to the sandbox served by uvicorn on 127.0.0.1
+  in-process  httpx.ASGITransport straight into the sandbox app (the sandbox shares the agent's process,
+              CPU and memory)
+  loopback    real sockets to the sandbox served by uvicorn in a separate process on 127.0.0.1 (the
+              agent's RSS is its own)
 
     python bench/bench_sync.py --contacts 100000
 
@@ -12,12 +14,15 @@ Prints a table: leads/s for the whole cycle and per phase, write calls, and peak
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,18 +67,20 @@ def train_model(work: Path) -> None:
 def one_run(mode: str, contacts: int, work: Path) -> dict[str, object]:
     import httpx
 
-    from connectors.sandbox import HubSpotSandbox, generate_dataset, serve_on_loopback
+    from connectors.sandbox import HubSpotSandbox, generate_dataset
     from sync.pipeline import load_model, run_cycle_sync
     from sync.store import Store
 
     t0 = time.perf_counter()
     sandbox = HubSpotSandbox(token=TOKEN, clock=lambda: NOW)
-    sandbox.load(generate_dataset(seed=2, contacts=contacts, now=NOW))
+    if mode == "in-process":
+        sandbox.load(generate_dataset(seed=2, contacts=contacts, now=NOW))
     seed_s = time.perf_counter() - t0
     db = work / f"store-{mode}.db"
     db.unlink(missing_ok=True)
 
-    def run(base_url: str, transports: dict[str, httpx.AsyncBaseTransport]) -> dict[str, object]:
+    def run(base_url: str, transports: dict[str, httpx.AsyncBaseTransport],
+            writes: Callable[[], int]) -> dict[str, object]:
         settings = _settings(base_url, work)
         settings = settings.model_copy(update={"store": settings.store.model_copy(  # type: ignore[attr-defined]
             update={"url": f"sqlite:///{db}"})})
@@ -84,23 +91,70 @@ def one_run(mode: str, contacts: int, work: Path) -> dict[str, object]:
         report = run_cycle_sync(settings, "bench", store, clock=lambda: NOW, transports=transports,
                                 model=model)
         elapsed = time.perf_counter() - start
-        writes_before = sandbox.stats.write_calls
+        writes_before = writes()
         again = run_cycle_sync(settings, "bench", store, clock=lambda: NOW, transports=transports, model=model)
         store.close()
-        return {"elapsed": elapsed, "read": dict(report.read), "scored": report.scored,
+        return {"elapsed": elapsed, "phases": report.seconds, "read": dict(report.read), "scored": report.scored,
                 "delivered": report.delivery[0]["outcomes"] if report.delivery else {},
                 "batches": report.delivery[0]["batches"] if report.delivery else 0,
                 "errors": report.errors + again.errors,
-                "rerun_writes": sandbox.stats.write_calls - writes_before}
+                "rerun_writes": writes() - writes_before}
 
     if mode == "in-process":
-        result = run("http://sandbox", {"hubspot": httpx.ASGITransport(app=sandbox.app)})
+        result = run("http://sandbox", {"hubspot": httpx.ASGITransport(app=sandbox.app)},
+                     lambda: int(sandbox.stats.write_calls))
     else:
-        with serve_on_loopback(sandbox.app) as base_url:
-            result = run(base_url, {})
+        with _sandbox_process(contacts) as (base_url, writes):
+            result = run(base_url, {}, writes)
     result["seed_s"] = seed_s
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
+
+
+SERVER = """
+import sys, uvicorn
+from datetime import datetime
+from connectors.sandbox import HubSpotSandbox, generate_dataset
+now = datetime.fromisoformat(sys.argv[3])
+sandbox = HubSpotSandbox(token=sys.argv[4], clock=lambda: now)
+sandbox.load(generate_dataset(seed=2, contacts=int(sys.argv[2]), now=now))
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+async def stats(request):
+    return JSONResponse({"write_calls": sandbox.stats.write_calls})
+app = Starlette(routes=[Route("/_bench/stats", stats), Mount("/", app=sandbox.app)])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+@contextlib.contextmanager
+def _sandbox_process(contacts: int) -> Iterator[tuple[str, Callable[[], int]]]:
+    """The sandbox in its own process, so the agent's CPU and memory are measured alone."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(contacts), NOW.isoformat(), TOKEN])
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # generating 100k contacts takes a while; poll until the port answers
+            try:
+                httpx.get(f"{base_url}/_bench/stats", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the sandbox process did not start") from None
+                time.sleep(0.5)
+        def writes() -> int:
+            return int(httpx.get(f"{base_url}/_bench/stats").json()["write_calls"])
+
+        yield base_url, writes
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def main() -> None:
@@ -129,6 +183,12 @@ def main() -> None:
         acked = r["delivered"].get("acknowledged", 0)  # type: ignore[union-attr]
         print(f"| {mode} | {r['elapsed']:.1f} | {args.contacts / r['elapsed']:,.0f} | {r['scored']:,} | "
               f"{acked:,} | {r['batches']} | {r['rerun_writes']} | {r['peak_rss_mb']:.0f} |")
+    print("\n| transport | " + " | ".join(f"{p} s" for p in ("pull", "score", "plan", "deliver")) + " |")
+    print("|---|---|---|---|---|")
+    for mode, r in rows:
+        phases = r["phases"]
+        print(f"| {mode} | " + " | ".join(f"{phases.get(p, 0):.1f}" for p in ("pull", "score", "plan", "deliver"))
+              + " |")
     for mode, r in rows:
         if r["errors"]:
             print(f"{mode} errors: {r['errors']}")
