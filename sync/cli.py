@@ -73,7 +73,7 @@ def _pipeline_name(settings: Any, name: str | None) -> str:
               help="Config file (TOML). Also $LEADRELAY_CONFIG.")
 @click.pass_context
 def main(ctx: click.Context, config_path: str) -> None:
-    """leadrelay: pull leads from your CRM, score them with ONNX models, push scores back — exactly once."""
+    """leadrelay: pull leads from your CRM, score them with ONNX models, push scores back (idempotent retries)."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config_path
 
