@@ -296,14 +296,28 @@ class Store:
         self.engine.dispose()
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (``None`` for in-memory stores and other backends)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[1] if "///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _driver_url(url: str) -> str:
+    """Plain ``postgresql://`` URLs use psycopg 3, the driver leadrelay installs."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
 def store_ready(url: str) -> bool:
     """Whether a store with leadrelay's tables exists at ``url`` — asked without creating anything."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if not path or path == ":memory:" or not Path(path).exists():
+        file = _sqlite_file(url)
+        if file is None or not file.exists():
             return False
-    engine = sa.create_engine(url if not url.startswith("postgresql://")
-                              else "postgresql+psycopg://" + url.removeprefix("postgresql://"))
+    engine = sa.create_engine(_driver_url(url))
     try:
         return bool(sa.inspect(engine).has_table(RunRow.__tablename__))
     except sa.exc.OperationalError:
@@ -314,9 +328,9 @@ def store_ready(url: str) -> bool:
 
 def _make_engine(url: str, *, echo: bool) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        file = _sqlite_file(url)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, echo=echo, connect_args={"timeout": 60})
 
         @sa.event.listens_for(engine, "connect")
@@ -328,11 +342,10 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
             cur.close()
 
         return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     # psycopg prepares a statement after five runs, and PostgreSQL then plans it generically: for our
     # "key IN (900 values)" lookups the generic plan is a sequential scan, which made bulk loads quadratic.
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True, connect_args={"prepare_threshold": None})
+    return sa.create_engine(_driver_url(url), echo=echo, pool_pre_ping=True,
+                            connect_args={"prepare_threshold": None})
 
 
 def _upsert(dialect: str, table: sa.Table, rows: list[dict[str, Any]], keys: list[str],
