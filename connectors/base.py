@@ -185,12 +185,29 @@ class RecordOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """A further named request budget that only the requests naming it draw from: ``requests`` per rolling
+    ``per_seconds`` window (HubSpot's search: 5 per second, beside the burst window)."""
+
+    name: str
+    requests: int
+    per_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class RateLimit:
-    """A request budget: ``requests`` per ``per_seconds`` window, and an optional daily quota."""
+    """A destination account's request budgets.
+
+    Every request draws from the daily quota (``daily``, reset at midnight in ``daily_reset_timezone``);
+    a request that names no budget draws from the main rolling window (``requests`` per ``per_seconds``),
+    one that names budgets draws from those instead (see ``HttpLayer.request``).
+    """
 
     requests: int
     per_seconds: float
     daily: int | None = None
+    budgets: tuple[Budget, ...] = ()
+    daily_reset_timezone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +342,23 @@ class RetryLater(ConnectorError):
 
 
 class QuotaExhausted(RetryLater):
-    """A daily (or other long-window) quota is spent: end the run cleanly; resume after ``retry_after``."""
+    """A daily (or other long-window) quota is spent: end the run cleanly; resume after ``retry_after``
+    seconds, that is at ``resets_at`` when the quota's reset time is known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connector: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        rate_limited: bool = False,
+        resets_at: datetime | None = None,
+    ) -> None:
+        super().__init__(
+            message, connector=connector, status=status, retry_after=retry_after, rate_limited=rate_limited
+        )
+        self.resets_at = resets_at
 
 
 class FixConfiguration(ConnectorError):
@@ -348,6 +381,7 @@ __all__ = [
     "Account",
     "Activity",
     "ActivityType",
+    "Budget",
     "Capabilities",
     "Connector",
     "ConnectorConfig",

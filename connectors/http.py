@@ -2,19 +2,21 @@
 
 It owns what connectors must not re-implement: the retry loop (tenacity, built from the frozen
 :class:`RetrySettings`), ``Retry-After`` in seconds or HTTP-date form (clamped, no jitter added on top of
-an explicit wait), a token-bucket rate limiter corrected live from the vendor's headers, and the rule
-that waits imposed by a rate limit do not use up a request's retry budget.
+an explicit wait), the rule that waits imposed by a rate limit do not use up a request's retry budget, and
+the rate budgets: a :class:`RateLimiter` per destination account (shared through :class:`RateBudgets`)
+that models the vendor's rolling windows and daily quota exactly and is corrected live from its headers
+(the limiter lives in :mod:`connectors.ratelimit`; its names are re-exported here).
 
 A connector calls :meth:`HttpLayer.request` with a ``classify`` function that turns a non-success response
-into one of the errors of :mod:`connectors.base`; that is how it declares which answers are transient.
+into one of the errors of :mod:`connectors.base`; that is how it declares which answers are transient. It
+says which budgets a request draws from (``budgets``) and passes ``observe`` to read the vendor's headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +24,22 @@ from typing import Any
 import httpx
 import tenacity
 
-from connectors.base import OutcomeUnknown, QuotaExhausted, RateLimit, RetryLater
+from connectors.base import OutcomeUnknown, QuotaExhausted, RetryLater
+from connectors.ratelimit import (
+    DEFAULT_BUDGET,
+    RATE_BUDGETS,
+    Observe,
+    RateBudgets,
+    RateLimiter,
+    RateObservation,
+    Ticket,
+    TokenBucket,
+    account_identity,
+)
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
+WallClock = Callable[[], datetime]
 Classify = Callable[[httpx.Response], None]
 
 
@@ -42,16 +56,6 @@ class RetrySettings:
     timeout: float = 30.0            # per-request network timeout
 
 
-@dataclass(frozen=True, slots=True)
-class RateObservation:
-    """What a response's headers say about the budget: requests left in the current window."""
-
-    remaining: int
-    limit: int | None = None
-    window_seconds: float | None = None
-
-
-Observe = Callable[[httpx.Response], RateObservation | None]
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: float = 300.0) -> float | None:
@@ -72,53 +76,17 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: fl
     return min(max(seconds, 0.0), cap)
 
 
-class TokenBucket:
-    """An async token bucket: ``requests`` per ``per_seconds``, corrected by what the vendor reports."""
+# --------------------------------------------------------------------------------------------------
+# Rate budgets: how many requests a destination account lets us send, modelled as the vendor counts them
 
-    def __init__(self, limit: RateLimit, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
-        self.capacity = float(limit.requests)
-        self.rate = limit.requests / limit.per_seconds
-        self.tokens = self.capacity
-        self._clock = clock
-        self._sleep = sleep
-        self._stamp = clock()
-        self._lock = asyncio.Lock()
-        self.waited = 0.0  # seconds spent waiting, for metrics and benchmarks
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            self._refill()
-            if self.tokens < 1.0:
-                wait = (1.0 - self.tokens) / self.rate
-                self.waited += wait
-                await self._sleep(wait)
-                self._refill()
-                # The wait was computed to earn exactly one token; float rounding in the refill must not
-                # send us round again (with tiny waits a fake clock may not even move).
-                self.tokens = max(self.tokens, 1.0)
-            self.tokens -= 1.0
-
-    def observe(self, seen: RateObservation) -> None:
-        """The vendor's count wins when it is lower than ours (other apps share the budget)."""
-        self._refill()
-        self.tokens = min(self.tokens, float(seen.remaining))
-
-    def drain(self) -> None:
-        """After a 429: assume the window is spent."""
-        self._refill()
-        self.tokens = min(self.tokens, 0.0)
 
 
 class _Budget:
     """Per-request counters behind the tenacity stop and wait functions."""
 
-    def __init__(self, settings: RetrySettings) -> None:
+    def __init__(self, settings: RetrySettings, *, paced: bool = False) -> None:
         self.settings = settings
+        self.paced = paced  # a rate limiter waits before every try: it paces retries after a 429
         self.failures = 0
         self.rate_waits = 0
         self._counted = 0  # attempt number last counted: tenacity asks wait and stop once per attempt each
@@ -149,7 +117,14 @@ class _Budget:
         exc = self._count(state)
         if isinstance(exc, RetryLater) and exc.retry_after is not None:
             return min(max(exc.retry_after, 0.0), self.settings.max_retry_after)
-        steps = max(self.failures, 1)
+        if isinstance(exc, RetryLater) and exc.rate_limited:
+            if self.paced:
+                # The limiter took the refusal in (the window is full now) and knows when it frees up: a
+                # whole interval on top would leave the budget idle.
+                return 0.0
+            steps = self.rate_waits
+        else:
+            steps = max(self.failures, 1)
         base = min(self.settings.initial_wait * 2 ** (steps - 1), self.settings.max_wait)
         return float(base + tenacity.wait_random(0, self.settings.jitter)(state))
 
@@ -163,7 +138,7 @@ class HttpLayer:
         *,
         name: str,
         retry: RetrySettings | None = None,
-        limiter: TokenBucket | None = None,
+        limiter: RateLimiter | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.client = client
@@ -182,15 +157,21 @@ class HttpLayer:
         classify: Classify,
         observe: Observe | None = None,
         idempotent: bool = True,
+        budgets: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send with retries; return the first response ``classify`` accepts, or raise its final error.
+
+        Each try first waits for room in the rate budgets named by ``budgets`` (default: the main window)
+        and in the daily quota; that wait is not a retry. After a rate-limit refusal the vendor's
+        ``Retry-After`` is honoured; without one the limiter (which now counts the refused windows as full)
+        says when to try again, or, with no limiter, an exponential back-off.
 
         Transport failures before the request left (connect errors) are always retried; failures after it
         may have arrived (timeouts, resets) are retried only when ``idempotent``, otherwise they raise
         :class:`OutcomeUnknown` so the caller can look the effect up before creating again.
         """
-        budget = _Budget(self.retry)
+        budget = _Budget(self.retry, paced=self.limiter is not None)
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(_Budget.retryable),
             stop=budget.stop,
@@ -199,7 +180,7 @@ class HttpLayer:
             reraise=True,
         )
         response: httpx.Response = await retrying(
-            self._send_once, method, url, classify, observe, idempotent, kwargs
+            self._send_once, method, url, classify, observe, idempotent, budgets, kwargs
         )
         return response
 
@@ -210,10 +191,27 @@ class HttpLayer:
         classify: Classify,
         observe: Observe | None,
         idempotent: bool,
+        budgets: Sequence[str] | None,
         kwargs: dict[str, Any],
     ) -> httpx.Response:
-        if self.limiter is not None:
-            await self.limiter.acquire()
+        limiter = self.limiter
+        ticket = await limiter.acquire(budgets) if limiter is not None else None
+        try:
+            return await self._exchange(method, url, classify, observe, idempotent, ticket, kwargs)
+        finally:
+            if limiter is not None and ticket is not None:
+                limiter.release(ticket)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        classify: Classify,
+        observe: Observe | None,
+        idempotent: bool,
+        ticket: Ticket | None,
+        kwargs: dict[str, Any],
+    ) -> httpx.Response:
         self.requests += 1
         try:
             response = await self.client.request(method, url, timeout=self.retry.timeout, **kwargs)
@@ -223,17 +221,21 @@ class HttpLayer:
             if idempotent:
                 raise RetryLater(f"no answer: {type(exc).__name__}", connector=self.name) from None
             raise OutcomeUnknown(f"sent, no answer: {type(exc).__name__}", connector=self.name) from None
-        if observe is not None and self.limiter is not None:
+        limiter = self.limiter
+        if observe is not None and limiter is not None:
             seen = observe(response)
             if seen is not None:
-                self.limiter.observe(seen)
+                limiter.observe(seen, ticket)
         try:
             classify(response)
         except RetryLater as exc:
             if exc.rate_limited:
                 self.rate_limited += 1
-                if self.limiter is not None:
-                    self.limiter.drain()
+            if limiter is not None:
+                if isinstance(exc, QuotaExhausted):
+                    limiter.exhaust(exc.retry_after, exc.resets_at)
+                elif exc.rate_limited:
+                    limiter.drain(ticket.budgets if ticket is not None else None)
             raise
         return response
 
@@ -251,12 +253,18 @@ def build_client(
 
 
 __all__ = [
+    "DEFAULT_BUDGET",
+    "RATE_BUDGETS",
     "Classify",
     "HttpLayer",
     "Observe",
+    "RateBudgets",
+    "RateLimiter",
     "RateObservation",
     "RetrySettings",
+    "Ticket",
     "TokenBucket",
+    "account_identity",
     "build_client",
     "parse_retry_after",
 ]

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import Account, ActivityType, ConnectorConfig, Lead, RateLimit
+from connectors.base import Account, ActivityType, Budget, ConnectorConfig, Lead, RateLimit
 
 DEFAULT_CONTACT_FIELDS: dict[str, str] = {
     "email": "email",
@@ -35,6 +35,9 @@ DEFAULT_COMPANY_FIELDS: dict[str, str] = {
     "country": "country",
     "annual_revenue": "annualrevenue",
 }
+
+# Search has its own per-account limit beside the burst window (apis.md 1.4): search requests name this budget.
+SEARCH_BUDGET = "search"
 
 DEFAULT_EVENT_TYPES: dict[str, ActivityType] = {
     "e_visited_page": ActivityType.PAGE_VIEW,
@@ -95,8 +98,12 @@ class HubSpotConfig(ConnectorConfig):
     conversion_date_property: str | None = "hs_lifecyclestage_opportunity_date"
     score_properties: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SCORE_PROPERTIES))
     task_key_property: str = Field("leadrelay_operation_key", min_length=1)
+    # The burst window per app (Free/Starter 100, Professional/Enterprise 190, the limit pack 250 per 10 s);
+    # the X-HubSpot-RateLimit-Max and -Interval-Milliseconds headers correct it on the first answer.
     rate_limit_requests: int = Field(100, ge=1)
     rate_limit_window_seconds: float = Field(10, gt=0)
+    # Search answers carry no rate headers, so this one is never corrected except by a SECONDLY 429.
+    search_limit_per_second: int = Field(5, ge=1)
     daily_limit: int | None = Field(250_000, ge=1)
     # HubSpot resets the daily quota at midnight in the portal's time zone, which the API does not report.
     daily_reset_timezone: str = "UTC"
@@ -147,8 +154,14 @@ class HubSpotConfig(ConnectorConfig):
         return value
 
     def rate_limit(self) -> RateLimit:
-        """The budget this portal's tier allows (the class-level capability is the Free/Starter tier)."""
-        return RateLimit(self.rate_limit_requests, self.rate_limit_window_seconds, daily=self.daily_limit)
+        """The budgets this portal's tier allows (the class-level capability is the Free/Starter tier)."""
+        return RateLimit(
+            self.rate_limit_requests,
+            self.rate_limit_window_seconds,
+            daily=self.daily_limit,
+            budgets=(Budget(SEARCH_BUDGET, self.search_limit_per_second, 1.0),),
+            daily_reset_timezone=self.daily_reset_timezone,
+        )
 
 
 __all__ = [
@@ -156,5 +169,6 @@ __all__ = [
     "DEFAULT_CONTACT_FIELDS",
     "DEFAULT_EVENT_TYPES",
     "DEFAULT_SCORE_PROPERTIES",
+    "SEARCH_BUDGET",
     "HubSpotConfig",
 ]

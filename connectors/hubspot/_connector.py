@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
 
 from connectors.base import (
+    Budget,
     Capabilities,
     Connector,
     ConnectorConfig,
@@ -19,8 +20,8 @@ from connectors.base import (
 )
 from connectors.http import HttpLayer
 
-from ._config import HubSpotConfig
-from ._errors import Classifier, observe
+from ._config import SEARCH_BUDGET, HubSpotConfig
+from ._errors import Classifier, observe, read_json
 from ._pull import Puller
 from ._write import MAX_BATCH, Writer
 
@@ -40,7 +41,8 @@ class HubSpotConnector(Connector):
             "update_lead": OperationSpec(max_batch_size=MAX_BATCH, idempotent=True, per_record_results=True),
             "create_task": OperationSpec(max_batch_size=MAX_BATCH, idempotent=False, per_record_results=True),
         },
-        rate_limit=RateLimit(100, 10, daily=250_000),  # Free/Starter private app; config can raise it
+        # Free/Starter private app (config can raise it): 100 per 10 s, search 5 per second, 250k a day.
+        rate_limit=RateLimit(100, 10, daily=250_000, budgets=(Budget(SEARCH_BUDGET, 5, 1.0),)),
     )
 
     config: HubSpotConfig
@@ -108,7 +110,9 @@ class HubSpotConnector(Connector):
             response = await self.http.request(
                 "GET", "/crm/v3/owners", classify=self.classify, observe=observe, params=params
             )
-            data = response.json()
+            data = read_json(response)
+            if not isinstance(data, dict):
+                data = {}
             owners.extend(row for row in data.get("results") or () if isinstance(row, dict))
             after = ((data.get("paging") or {}).get("next") or {}).get("after")
             if not after:

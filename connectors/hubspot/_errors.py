@@ -4,6 +4,20 @@
 per-record errors the write module attributes) and raises the error that tells the framework what to do
 next. HubSpot's error body is ``{status, message, correlationId, category, subCategory?, errors?,
 context?, policyName?}``, every field optional, and proxies in front of it may answer with HTML.
+
+What it raises, by status:
+
+======================  =====================================================================
+401, 403                :class:`FixConfiguration` (token missing, invalid or expired; scope missing)
+429 ``DAILY``           :class:`QuotaExhausted` until ``Retry-After`` or midnight in the portal's zone
+429 other policies      :class:`RetryLater` (rate limited) after ``Retry-After``, else when the rate
+                        limiter, corrected by the answer's headers, has room again
+423, 477, 5xx           :class:`RetryLater` (after ``Retry-After`` when given)
+other 4xx               :class:`GiveUp` (400 ``VALIDATION_ERROR`` on a batch: the framework bisects it)
+======================  =====================================================================
+
+A 2xx whose body is not JSON is not a success either: :func:`read_json` raises :class:`RetryLater`, or
+:class:`OutcomeUnknown` for a write that is not idempotent.
 """
 
 from __future__ import annotations
@@ -14,20 +28,34 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import orjson
 
-from connectors.base import FixConfiguration, GiveUp, QuotaExhausted, RetryLater
+from connectors.base import FixConfiguration, GiveUp, OutcomeUnknown, QuotaExhausted, RetryLater
 from connectors.http import RateObservation, parse_retry_after
 
 NAME = "hubspot"
 
-# Waits by policy when neither Retry-After nor the interval header says better.
-_POLICY_WAIT = {"TEN_SECONDLY_ROLLING": 10.0, "SECONDLY": 1.0}
 _TRANSIENT_STATUS = frozenset({423, 477, 500, 502, 503, 504})
+_DAY_SECONDS = 86_400.0
 
 # Per-record categories inside a 207 that are worth sending again; anything else is the record's fault.
 _TRANSIENT_CATEGORIES = frozenset(
     {"RATE_LIMITS", "LOCKED", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT", "CONCURRENT_MODIFICATION"}
 )
+
+
+def read_json(response: httpx.Response, *, idempotent: bool = True) -> Any:
+    """The body of an accepted answer. A 2xx that is not JSON (a proxy's page, a cut-off body) tells nothing
+    about what happened: try again, or, for a write that is not idempotent, look the effect up first."""
+    if not response.content:
+        return {}
+    try:
+        return orjson.loads(response.content)  # the bulk path: pages of a thousand events
+    except ValueError:
+        message = f"HTTP {response.status_code} with a body that is not JSON"
+        if idempotent:
+            raise RetryLater(message, connector=NAME, status=response.status_code) from None
+        raise OutcomeUnknown(message, connector=NAME, status=response.status_code) from None
 
 
 def error_body(response: httpx.Response) -> dict[str, Any]:
@@ -112,25 +140,34 @@ class Classifier:
     ) -> None:
         policy = str(body.get("policyName") or "").upper()
         if policy == "DAILY":
-            wait = seconds_until_reset(self._now(), self._zone)
-            raise QuotaExhausted(message, connector=NAME, status=429, retry_after=wait, rate_limited=True)
-        if retry_after is None:
-            interval_ms = _header_float(response, "X-HubSpot-RateLimit-Interval-Milliseconds")
-            retry_after = interval_ms / 1000 if interval_ms else _POLICY_WAIT.get(policy, 10.0)
+            now = self._now()
+            # HubSpot does not document a Retry-After here; when one comes, it knows the reset better (and
+            # it may be hours away: not clamped like a burst wait).
+            told = parse_retry_after(response.headers.get("Retry-After"), now=now, cap=_DAY_SECONDS)
+            wait = told if told is not None else seconds_until_reset(now, self._zone)
+            raise QuotaExhausted(message, connector=NAME, status=429, retry_after=wait, rate_limited=True,
+                                 resets_at=now + timedelta(seconds=wait))
+        # Without Retry-After (HubSpot documents none) the wait is the rate limiter's: it has read the
+        # answer's headers and counts the refused window (burst or search) as full from now.
         raise RetryLater(message, connector=NAME, status=429, retry_after=retry_after, rate_limited=True)
 
 
 def observe(response: httpx.Response) -> RateObservation | None:
-    """The burst budget left, from ``X-HubSpot-RateLimit-*`` (search responses carry none: ``None``)."""
+    """The burst window and the daily quota left, from ``X-HubSpot-RateLimit-*`` (search answers carry
+    none: ``None``)."""
     remaining = _header_float(response, "X-HubSpot-RateLimit-Remaining")
-    if remaining is None:
+    daily_remaining = _header_float(response, "X-HubSpot-RateLimit-Daily-Remaining")
+    if remaining is None and daily_remaining is None:
         return None
     limit = _header_float(response, "X-HubSpot-RateLimit-Max")
     interval_ms = _header_float(response, "X-HubSpot-RateLimit-Interval-Milliseconds")
+    daily = _header_float(response, "X-HubSpot-RateLimit-Daily")
     return RateObservation(
-        remaining=int(remaining),
+        remaining=int(remaining) if remaining is not None else None,
         limit=int(limit) if limit is not None else None,
         window_seconds=interval_ms / 1000 if interval_ms is not None else None,
+        daily_remaining=int(daily_remaining) if daily_remaining is not None else None,
+        daily_limit=int(daily) if daily is not None else None,
     )
 
 
@@ -140,5 +177,6 @@ __all__ = [
     "error_body",
     "is_transient_record_error",
     "observe",
+    "read_json",
     "seconds_until_reset",
 ]

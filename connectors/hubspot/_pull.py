@@ -23,7 +23,8 @@ from typing import Any
 from connectors.base import GiveUp, Page, Quarantined, Record
 from connectors.http import Classify, HttpLayer, Observe
 
-from ._config import HubSpotConfig
+from ._config import SEARCH_BUDGET, HubSpotConfig
+from ._errors import read_json
 from ._mapping import (
     COMPANY_MODIFIED,
     CONTACT_MODIFIED,
@@ -148,9 +149,9 @@ class Puller:
             body["after"] = after
         response = await self._http.request(
             "POST", f"/crm/v3/objects/{spec.object_type}/search",
-            classify=self._classify, observe=self._observe, json=body,
+            classify=self._classify, observe=self._observe, budgets=(SEARCH_BUDGET,), json=body,
         )
-        data = response.json()
+        data = read_json(response)
         return data if isinstance(data, Mapping) else {}
 
     def _page(self, spec: _ObjectSpec, rows: list[Any], boundary: _Boundary) -> Page | None:
@@ -258,7 +259,7 @@ class Puller:
                     "GET", self._config.events_path,
                     classify=self._classify, observe=self._observe, params=params,
                 )
-                data = response.json()
+                data = read_json(response)
                 rows = _results(data)
                 page = self._event_page(rows, event_type, state)
                 if page is not None:

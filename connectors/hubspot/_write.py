@@ -17,8 +17,8 @@ from typing import Any
 from connectors.base import GiveUp, Outcome, RecordOutcome, WriteRecord
 from connectors.http import Classify, HttpLayer, Observe
 
-from ._config import HubSpotConfig
-from ._errors import describe, is_transient_record_error
+from ._config import SEARCH_BUDGET, HubSpotConfig
+from ._errors import describe, is_transient_record_error, read_json
 
 NAME = "hubspot"
 MAX_BATCH = 100
@@ -161,11 +161,14 @@ class Writer:
         self._classify = classify
         self._observe = observe
 
-    async def _post(self, path: str, body: Mapping[str, Any], *, idempotent: bool) -> Any:
+    async def _post(
+        self, path: str, body: Mapping[str, Any], *, idempotent: bool, budgets: tuple[str, ...] | None = None
+    ) -> Any:
         response = await self._http.request(
-            "POST", path, classify=self._classify, observe=self._observe, idempotent=idempotent, json=body
+            "POST", path, classify=self._classify, observe=self._observe, idempotent=idempotent,
+            budgets=budgets, json=body,
         )
-        return response.json() if response.content else {}
+        return read_json(response, idempotent=idempotent)
 
     async def update_leads(self, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
         names = {**self._config.score_properties, "owner_id": self._config.contact_fields["owner_id"]}
@@ -265,7 +268,9 @@ class Writer:
                 }
                 if after is not None:
                     body["after"] = after
-                data = await self._post("/crm/v3/objects/tasks/search", body, idempotent=True)
+                data = await self._post(
+                    "/crm/v3/objects/tasks/search", body, idempotent=True, budgets=(SEARCH_BUDGET,)
+                )
                 rows = data.get("results") if isinstance(data, Mapping) else None
                 for row in rows or ():
                     props = row.get("properties") or {}

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from starlette.requests import Request
 
 from connectors.sandbox._hubspot_schema import (
@@ -52,7 +53,7 @@ _HISTORY_MESSAGE = "The maximum number of inputs supported in a batch request fo
 async def _json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        body = json.loads(raw or b"{}")
+        body = orjson.loads(raw or b"{}")
     except ValueError:
         raise validation_error("Invalid input JSON on line 1: the request body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -148,6 +149,12 @@ def _injected(ids: list[str]) -> dict[str, Any]:
     return standard_error(
         "INTERNAL_ERROR", "Unable to process this input right now; try again.", {"ids": ids}
     )
+
+
+def _stable_key(item: Any) -> str:
+    """An input's identity for fault injection when it carries no id: its properties, in a fixed order."""
+    properties = item.get("properties") if isinstance(item, dict) else None
+    return json.dumps(properties or {}, sort_keys=True, separators=(",", ":"))
 
 
 def _no_duplicates(ids: list[str]) -> None:
@@ -331,6 +338,7 @@ async def batch_create(sandbox: HubSpotSandbox, request: Request, params: Params
     inputs = _inputs(body)
     started = iso_ms(sandbox.now_ms())
     traces = [i.get("objectWriteTraceId") if isinstance(i, dict) else None for i in inputs]
+    sandbox.refuse_poisoned(kind, [str(t) if t else _stable_key(i) for t, i in zip(traces, inputs, strict=True)])
     # HubSpot reports per-input failures of a create only when every input carries a distinct trace id;
     # otherwise one bad input fails the whole request and nothing is created.
     per_input = bool(inputs) and all(traces) and len(set(traces)) == len(traces)
@@ -396,6 +404,7 @@ async def batch_update(sandbox: HubSpotSandbox, request: Request, params: Params
     inputs = _inputs(body)
     started = iso_ms(sandbox.now_ms())
     _no_duplicates([str(i.get("id")) for i in inputs if isinstance(i, dict)])
+    sandbox.refuse_poisoned(kind, [str(i.get("id", "")) if isinstance(i, dict) else "" for i in inputs])
     results, errors = [], []
     for item in inputs:
         object_id = str(item.get("id", ""))
@@ -420,6 +429,7 @@ async def batch_upsert(sandbox: HubSpotSandbox, request: Request, params: Params
     inputs = _inputs(body)
     started = iso_ms(sandbox.now_ms())
     _no_duplicates([str(i.get("id")).lower() for i in inputs if isinstance(i, dict)])
+    sandbox.refuse_poisoned(kind, [str(i.get("id", "")) if isinstance(i, dict) else "" for i in inputs])
     results, errors = [], []
     for item in inputs:
         value = str(item.get("id", ""))

@@ -217,8 +217,9 @@ def compile_search(
 
     index_range: tuple[int, int] | None = None
     residual: list[Predicate] = []
-    if len(raw_groups) == 1 and query is None and sorts in ([], [(modified, False)]):
-        index_range, residual = _index_plan(raw_groups[0]["filters"], groups[0], modified)
+    if len(raw_groups) <= 1 and query is None and sorts in ([], [(modified, False)]):
+        filters = raw_groups[0].get("filters") or [] if raw_groups else []
+        index_range, residual = _index_plan(filters, groups[0] if groups else [], modified)
         if index_range is not None and not sorts:
             index_range = None  # unsorted searches page by id, which the index does not give
     return CompiledSearch(groups, index_range, residual, sorts, limit, after, properties)
@@ -245,7 +246,6 @@ def _index_plan(
     filters: list[dict[str, Any]], predicates: list[Predicate], modified: str
 ) -> tuple[tuple[int, int] | None, list[Predicate]]:
     lo, hi = -(2**62), 2**62  # inclusive bounds in epoch ms
-    used = False
     residual: list[Predicate] = []
     for raw, predicate in zip(filters, predicates, strict=True):
         op = raw.get("operator")
@@ -256,7 +256,6 @@ def _index_plan(
         if low is None:
             residual.append(predicate)
             continue
-        used = True
         if op in ("GTE", "EQ", "BETWEEN"):
             lo = max(lo, low)
         if op == "GT":
@@ -270,7 +269,9 @@ def _index_plan(
             if high is None:
                 return None, predicates
             hi = min(hi, high)
-    return ((lo, hi) if used else None), residual
+    # No bound on the modified date still walks the index (its whole range): a first pull sorted by modified
+    # date must not sort every object again for each page.
+    return (lo, hi), residual
 
 
 class ModifiedIndex:

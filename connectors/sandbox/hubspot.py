@@ -7,7 +7,8 @@ their headers and 429 bodies; the 100-input batch cap; 207 partial results; the 
 Everything time-dependent reads the injected clock, so tests move time instead of sleeping.
 
 Each request goes through one pipeline: count it, authenticate, apply injected faults
-(:mod:`connectors.sandbox.faults`), spend rate budget, run the handler, count the outcome.
+(:mod:`connectors.sandbox.faults`), spend rate budget (after the injected other app's, if any), run the
+handler (which refuses a batch holding a poisoned input whole), count the outcome.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections import Counter
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
@@ -28,12 +30,12 @@ from starlette.types import Receive, Scope, Send
 
 from connectors.sandbox import _hubspot_handlers as handlers
 from connectors.sandbox import _hubspot_related as related
-from connectors.sandbox._hubspot_schema import TYPE_ALIASES
+from connectors.sandbox._hubspot_schema import SINGULAR, TYPE_ALIASES
 from connectors.sandbox._hubspot_search import FilterLimits
 from connectors.sandbox._hubspot_store import Clock, HubSpotState
 from connectors.sandbox._rate_limits import HubSpotLimits, RateLimiter, rate_limit_error
-from connectors.sandbox._wire import HubSpotError, iso_ms
-from connectors.sandbox.faults import Fate, FaultInjector, FaultSettings, InjectedDisconnect
+from connectors.sandbox._wire import HubSpotError, iso_ms, validation_error
+from connectors.sandbox.faults import Fate, FaultInjector, FaultSettings, InjectedDisconnect, OtherApp, RequestFault
 
 Sleep = Callable[[float], Awaitable[None]]
 Handler = Callable[["HubSpotSandbox", Request, dict[str, str]], Awaitable["handlers.Reply"]]
@@ -42,6 +44,7 @@ _AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
     "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
+_UNLIMITED = 1_000_000_000  # burst and search limits when only an injected daily quota applies
 _SERVER_ERROR_MESSAGES = {
     500: "internal error",
     502: "Bad Gateway",
@@ -59,6 +62,8 @@ class SandboxStats:
     write_calls: int = 0  # write requests received
     records_written: Counter[str] = field(default_factory=Counter)  # records changed, by object type
     dropped_connections: int = 0
+    rejected_batches: int = 0  # batch writes refused whole for a poisoned input
+    other_app_requests: int = 0  # requests the injected other app got through
 
 
 class _Endpoint:
@@ -118,7 +123,15 @@ class HubSpotSandbox(HubSpotState):
         self._sleep: Sleep = sleep or asyncio.sleep
         self._injector = FaultInjector(faults, seed) if faults is not None else None
         self._order_rng = random.Random(f"{seed}:order")
-        self._limiter = RateLimiter(limits) if limits is not None else None
+        enforced = limits
+        if faults is not None and faults.daily_quota is not None:
+            base = limits or HubSpotLimits(burst=_UNLIMITED, search_per_second=_UNLIMITED)
+            enforced = replace(base, daily=min(base.daily, faults.daily_quota))
+        self._limiter = RateLimiter(enforced) if enforced is not None else None
+        self._other_app: OtherApp | None = None
+        self._other_seen: deque[int] = deque()  # the other app's requests in the burst window
+        if faults is not None and faults.other_app_share > 0 and enforced is not None:
+            self._other_app = OtherApp(faults.other_app_share, enforced.burst, enforced.window_ms)
         self.app = Starlette(routes=self._routes())
 
     def reset_stats(self) -> None:
@@ -127,6 +140,32 @@ class HubSpotSandbox(HubSpotState):
     def input_fails(self) -> bool:
         """Whether the fault injector fails the next batch input (a 207 entry)."""
         return self._injector is not None and self._injector.input_fails()
+
+    def refuse_poisoned(self, kind: str, keys: Iterable[str]) -> None:
+        """Refuse the whole batch when an input is poisoned (``batch_rejection_share``): HubSpot's 400
+        ``VALIDATION_ERROR`` for the batch, naming the input by its position and id. Nothing is written."""
+        if self._injector is None:
+            return
+        for index, key in enumerate(keys):
+            if self._injector.poisoned(key):
+                self.stats.rejected_batches += 1
+                detail = {
+                    "isValid": False,
+                    "message": f"Property values of input {key} were not accepted",
+                    "error": "INVALID_PROPERTY_VALUE",
+                    "name": "properties",
+                    "localizedErrorMessage": f"Property values of input {key} were not accepted",
+                }
+                raise validation_error(
+                    f"Property values were not valid: {json.dumps([detail])}",
+                    errors=[{
+                        "message": f"Property values of {SINGULAR.get(kind, kind)} {key} were not accepted",
+                        "in": f"inputs[{index}]",
+                        "code": "INVALID_PROPERTY_VALUE",
+                        "context": {"ids": [key]},
+                    }],
+                    context={"ids": [key]},
+                )
 
     def order(self, results: list[Any]) -> list[Any]:
         if self.shuffle_batch_results and len(results) > 1:
@@ -220,10 +259,12 @@ class HubSpotSandbox(HubSpotState):
             if fault is not None and fault.fate is Fate.STORM_429:
                 raise self._storm()
             if self._limiter is not None:
-                headers = self._limiter.spend(self.now_ms(), search=endpoint.search)
+                headers = self._spend(endpoint.search)
             assert self.faults is not None or fault is None
             if self.faults is not None and self.faults.latency_seconds > 0:
                 await self._sleep(self.faults.latency_seconds)
+            if fault is not None and fault.delay > 0:
+                await self._sleep(fault.delay)
             if fault is not None and fault.fate is Fate.SERVER_ERROR:
                 raise HubSpotError(
                     fault.status,
@@ -231,7 +272,7 @@ class HubSpotSandbox(HubSpotState):
                     _SERVER_ERROR_MESSAGES[fault.status],
                 )
             if fault is not None and fault.fate is Fate.DROP_BEFORE:
-                await self._drop(send)
+                await self._drop(send, fault)
             for name in ("object_type", "from_type", "to_type"):
                 if name in params and params[name] not in self.objects:
                     raise HubSpotError(
@@ -239,17 +280,48 @@ class HubSpotSandbox(HubSpotState):
                     )
             status, body = await endpoint.handler(self, request, params)
             if fault is not None and fault.fate is Fate.DROP_AFTER:
-                await self._drop(send)
+                await self._drop(send, fault)
         except HubSpotError as error:
             status, body = error.status, error.body()
             headers.update(error.headers)
         self.stats.status_codes[status] += 1
-        payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        payload = b"" if body is None else orjson.dumps(body)
         raw_headers = [(b"content-type", b"application/json;charset=utf-8")] if body is not None else []
         raw_headers.append((b"content-length", str(len(payload)).encode()))
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
+
+    def _spend(self, search: bool) -> dict[str, str]:
+        """Spend one request of budget (after the other app's, when one is injected); the answer's headers."""
+        assert self._limiter is not None
+        now = self.now_ms()
+        if self._other_app is None or search:
+            return self._limiter.spend(now, search=search)
+        for at in self._other_app.due(now):
+            try:
+                self._limiter.spend(at, search=False)
+            except HubSpotError:
+                continue  # the other app was refused too: a 429 spends nothing
+            self._other_seen.append(at)
+            self.stats.other_app_requests += 1
+        window = self._limiter.limits.window_ms
+        while self._other_seen and self._other_seen[0] <= now - window:
+            self._other_seen.popleft()
+        try:
+            return self._hide_other_app(self._limiter.spend(now, search=False))
+        except HubSpotError as error:
+            error.headers = self._hide_other_app(error.headers)
+            raise
+
+    def _hide_other_app(self, headers: dict[str, str]) -> dict[str, str]:
+        # Under-reporting headers count only this client's requests: the other app's are left out.
+        assert self.faults is not None
+        name = "X-HubSpot-RateLimit-Remaining"
+        if not self.faults.other_app_hidden or name not in headers:
+            return headers
+        burst = self._limiter.limits.burst if self._limiter is not None else 0
+        return {**headers, name: str(min(burst, int(headers[name]) + len(self._other_seen)))}
 
     def _authenticate(self, request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -271,10 +343,11 @@ class HubSpotSandbox(HubSpotState):
         headers = {"Retry-After": self.faults.retry_after} if self.faults.retry_after is not None else {}
         return rate_limit_error("TEN_SECONDLY_ROLLING", headers)
 
-    async def _drop(self, send: Send) -> None:
+    async def _drop(self, send: Send, fault: RequestFault) -> None:
         assert self.faults is not None
-        if self.faults.timeout_stall_seconds > 0:
-            await self._sleep(self.faults.timeout_stall_seconds)
+        stall = self.faults.timeout_stall_seconds if fault.stall is None else fault.stall
+        if stall > 0:
+            await self._sleep(stall)
         self.stats.dropped_connections += 1
         # Start a response, then fail: servers close the connection mid-response, clients see no answer.
         await send(

@@ -1,4 +1,4 @@
-"""The shared HTTP layer: retry policy, Retry-After, rate-limit waits and the token bucket."""
+"""The shared HTTP layer: retry policy, Retry-After and rate-limit waits (the limiter: test_http_budgets)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,8 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import FixConfiguration, OutcomeUnknown, QuotaExhausted, RateLimit, RetryLater
-from connectors.http import (
-    HttpLayer,
-    RateObservation,
-    RetrySettings,
-    TokenBucket,
-    build_client,
-    parse_retry_after,
-)
+from connectors.base import FixConfiguration, OutcomeUnknown, QuotaExhausted, RetryLater
+from connectors.http import HttpLayer, RetrySettings, build_client, parse_retry_after
 
 BASE = "https://api.example.test"
 
@@ -150,35 +143,3 @@ async def test_connect_errors_are_retried_even_for_non_idempotent_requests() -> 
     response = await layer(t).request("POST", "/create", classify=classify, idempotent=False)
     assert response.status_code == 201
     assert route.call_count == 2
-
-
-@pytest.mark.anyio
-async def test_token_bucket_paces_requests_to_the_budget() -> None:
-    """A bucket of 10 per 10 s lets 10 through at once and then one per second."""
-    t = FakeTime()
-    bucket = TokenBucket(RateLimit(10, 10.0), clock=t.clock, sleep=t.sleep)
-    for _ in range(13):
-        await bucket.acquire()
-    assert t.now == pytest.approx(3.0)
-
-
-@pytest.mark.anyio
-async def test_token_bucket_trusts_the_vendor_when_it_reports_fewer_remaining() -> None:
-    """Headers saying the window is nearly spent (shared with other apps) slow us down."""
-    t = FakeTime()
-    bucket = TokenBucket(RateLimit(10, 10.0), clock=t.clock, sleep=t.sleep)
-    bucket.observe(RateObservation(remaining=0))
-    await bucket.acquire()
-    assert t.now == pytest.approx(1.0)
-
-
-@pytest.mark.anyio
-async def test_token_bucket_terminates_with_a_fast_budget_after_a_long_run() -> None:
-    """A drained bucket with a very high rate waits once and goes on (no float-rounding spin)."""
-    t = FakeTime()
-    t.now = 123_456.789
-    bucket = TokenBucket(RateLimit(100_000, 10.0), clock=t.clock, sleep=t.sleep)
-    for _ in range(5):
-        bucket.drain()
-        await bucket.acquire()
-    assert len(t.waits) == 5

@@ -15,14 +15,13 @@ from pydantic import ValidationError
 
 from connectors import registry
 from connectors.base import (
+    Budget,
     FixConfiguration,
-    GiveUp,
-    QuotaExhausted,
     RateLimit,
     RetryLater,
     WriteRecord,
 )
-from connectors.http import HttpLayer, RetrySettings, TokenBucket, build_client
+from connectors.http import HttpLayer, RateLimiter, RetrySettings, build_client
 from connectors.hubspot import HubSpotConfig, HubSpotConnector
 
 BASE = "https://api.hubspot.test"
@@ -58,7 +57,7 @@ def sleep() -> FakeSleep:
 
 @pytest.fixture
 def make(sleep: FakeSleep) -> Factory:
-    def build(limiter: TokenBucket | None = None, **overrides: Any) -> HubSpotConnector:
+    def build(limiter: RateLimiter | None = None, **overrides: Any) -> HubSpotConnector:
         config = HubSpotConfig(token=TOKEN, base_url=BASE, **overrides)
         client = build_client(BASE, headers=HubSpotConnector.client_headers(config))
         retry = RetrySettings(attempts=3, jitter=0.0)
@@ -146,35 +145,16 @@ def test_declarations_and_registration() -> None:
     assert caps.operations["update_lead"].max_batch_size == 100
     assert caps.operations["update_lead"].idempotent
     assert not caps.operations["create_task"].idempotent
-    assert caps.rate_limit == RateLimit(100, 10, daily=250_000)
+    search = Budget("search", 5, 1.0)
+    assert caps.rate_limit == RateLimit(100, 10, daily=250_000, budgets=(search,))
     assert registry.get("hubspot") is HubSpotConnector
-    tier = HubSpotConfig(token=TOKEN, rate_limit_requests=190, daily_limit=650_000)
-    assert HubSpotConnector.rate_limit_for(tier) == RateLimit(190, 10, daily=650_000)
+    tier = HubSpotConfig(token=TOKEN, rate_limit_requests=190, daily_limit=650_000,
+                         daily_reset_timezone="Europe/Berlin")
+    assert HubSpotConnector.rate_limit_for(tier) == RateLimit(
+        190, 10, daily=650_000, budgets=(search,), daily_reset_timezone="Europe/Berlin")
 
 
-# --- error classification -------------------------------------------------------------------------
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("status", "category", "message"),
-    [
-        (401, "INVALID_AUTHENTICATION", "Authentication credentials not found."),
-        (401, "EXPIRED_AUTHENTICATION", "The OAuth token used to make this call expired 12 second(s) ago."),
-        (403, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call."),
-    ],
-)
-async def test_auth_errors_ask_for_configuration(
-    api: respx.MockRouter, make: Factory, status: int, category: str, message: str
-) -> None:
-    """401 (both categories) and 403 raise FixConfiguration with HubSpot's category and message, once."""
-    route = api.get(OWNERS).mock(return_value=error(status, category, message))
-    with pytest.raises(FixConfiguration) as info:
-        await make().check()
-    assert category in str(info.value)
-    assert message in str(info.value)
-    assert TOKEN not in str(info.value)
-    assert route.call_count == 1
+# --- error handling (the table of every shape: test_hubspot_error_shapes.py) -----------------------
 
 
 @pytest.mark.anyio
@@ -206,17 +186,16 @@ def http_date(moment: datetime) -> str:
     [
         ({"Retry-After": "3"}, "TEN_SECONDLY_ROLLING", 3.0),
         ({"Retry-After": http_date(NOW + timedelta(seconds=7))}, "TEN_SECONDLY_ROLLING", 7.0),
-        ({"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}, "TEN_SECONDLY_ROLLING", 10.0),
-        ({}, "TEN_SECONDLY_ROLLING", 10.0),
-        ({}, "SECONDLY", 1.0),
-        ({}, None, 10.0),
+        ({"Retry-After": "2"}, "SECONDLY", 2.0),
+        ({}, "TEN_SECONDLY_ROLLING", 0.5),
+        ({}, None, 0.5),
     ],
 )
 async def test_rate_limited_waits_then_succeeds(
     api: respx.MockRouter, make: Factory, sleep: FakeSleep,
     headers: dict[str, str], policy: str | None, wait: float,
 ) -> None:
-    """A 429 waits Retry-After (seconds or HTTP-date), else the interval header, else the policy's window."""
+    """A 429 waits Retry-After (seconds or HTTP-date); without one and without a limiter, a back-off step."""
     body: dict[str, Any] = {"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
                             "errorType": "RATE_LIMIT", "correlationId": "c"}
     if policy:
@@ -228,20 +207,44 @@ async def test_rate_limited_waits_then_succeeds(
     assert connector.http.rate_limited == 1
 
 
+class Clock:
+    """A monotonic clock that sleeping moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize(("zone", "seconds"), [("UTC", 2.5 * 3600), ("America/New_York", 6.5 * 3600)])
-async def test_daily_limit_stops_until_midnight(
-    api: respx.MockRouter, make: Factory, sleep: FakeSleep, zone: str, seconds: float
+async def test_429_without_retry_after_waits_for_the_window_not_an_interval(
+    api: respx.MockRouter, make: Factory
 ) -> None:
-    """policyName DAILY raises QuotaExhausted until midnight in the configured zone, without retrying."""
-    body = {"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT",
-            "policyName": "DAILY", "correlationId": "c"}
-    route = api.get(OWNERS).mock(return_value=httpx.Response(429, json=body))
-    with pytest.raises(QuotaExhausted) as info:
-        await make(daily_reset_timezone=zone).check()
-    assert info.value.retry_after == pytest.approx(seconds)
-    assert route.call_count == 1
-    assert sleep.waits == []
+    """Without Retry-After the retry goes when the oldest request leaves the rolling window (the 429's headers
+    say it is full), not a whole interval after the refusal: the budget is not left idle."""
+    clock = Clock()
+    limiter = RateLimiter(RateLimit(3, 10), clock=clock, sleep=clock.sleep, slack=0.0)
+    full = {"X-HubSpot-RateLimit-Remaining": "0", "X-HubSpot-RateLimit-Max": "3",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}
+    refusal = {"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+               "errorType": "RATE_LIMIT", "correlationId": "c", "policyName": "TEN_SECONDLY_ROLLING"}
+    api.get(OWNERS).mock(side_effect=[OWNERS_OK, httpx.Response(429, json=refusal, headers=full), OWNERS_OK])
+    config = HubSpotConfig(token=TOKEN, base_url=BASE)
+    client = build_client(BASE, headers=HubSpotConnector.client_headers(config))
+    http = HttpLayer(client, name="hubspot", retry=RetrySettings(jitter=0.0), limiter=limiter, sleep=clock.sleep)
+    connector = HubSpotConnector(config, http, now=lambda: NOW)
+    await connector.check()  # at t=0
+    clock.now = 6.0
+    await connector.check()  # refused at t=6 (another app filled the window), retried when t=0 ages out
+    assert clock.now == pytest.approx(10.0)
+    assert http.rate_limited == 1
+    assert http.requests == 3
 
 
 @pytest.mark.anyio
@@ -256,17 +259,6 @@ async def test_transient_statuses_retry(
 
 
 @pytest.mark.anyio
-async def test_migration_in_progress_honours_retry_after(
-    api: respx.MockRouter, make: Factory, sleep: FakeSleep
-) -> None:
-    """477 waits the Retry-After HubSpot sends."""
-    migrating = httpx.Response(477, json={"message": "Migration in progress"}, headers={"Retry-After": "4"})
-    api.get(OWNERS).mock(side_effect=[migrating, OWNERS_OK])
-    await make().check()
-    assert sleep.waits == [4.0]
-
-
-@pytest.mark.anyio
 async def test_persistent_server_errors_give_retry_later(api: respx.MockRouter, make: Factory) -> None:
     """A proxy's HTML 502 on every attempt ends as RetryLater after the retry budget."""
     route = api.get(OWNERS).mock(return_value=httpx.Response(502, text="<html>Bad gateway</html>"))
@@ -277,39 +269,31 @@ async def test_persistent_server_errors_give_retry_later(api: respx.MockRouter, 
 
 
 @pytest.mark.anyio
-async def test_batch_validation_error_gives_up(api: respx.MockRouter, make: Factory) -> None:
-    """A 400 VALIDATION_ERROR on the whole batch raises GiveUp with HubSpot's message, not retried."""
-    message = ("The maximum number of inputs supported in a batch is 100. "
-               "Please reduce the number of items and try again")
-    route = api.post(UPDATE).mock(return_value=error(400, "VALIDATION_ERROR", message))
-    with pytest.raises(GiveUp) as info:
-        await make().write_batch("update_lead", [rec("1", score=50)])
-    assert message in str(info.value)
-    assert "VALIDATION_ERROR" in str(info.value)
-    assert route.call_count == 1
-
-
-@pytest.mark.anyio
-async def test_other_client_errors_give_up(api: respx.MockRouter, make: Factory) -> None:
-    """Other 4xx (here 404) give up without retrying."""
-    route = api.get(OWNERS).mock(return_value=error(404, "OBJECT_NOT_FOUND", "resource not found"))
-    with pytest.raises(GiveUp):
-        await make().check()
-    assert route.call_count == 1
-
-
-@pytest.mark.anyio
 async def test_rate_headers_correct_the_limiter(api: respx.MockRouter, make: Factory) -> None:
-    """X-HubSpot-RateLimit-Remaining lowers the token bucket; a response without the headers leaves it."""
-    limiter = TokenBucket(RateLimit(100, 10), clock=lambda: 0.0, sleep=FakeSleep())
-    headers = {"X-HubSpot-RateLimit-Remaining": "7", "X-HubSpot-RateLimit-Max": "100",
-               "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}
+    """X-HubSpot-RateLimit-* set the limiter's window and daily quota; an answer without them leaves it."""
+    limiter = RateLimiter(RateLimit(100, 10, daily=250_000), clock=lambda: 0.0, sleep=FakeSleep(), slack=0.0)
+    headers = {"X-HubSpot-RateLimit-Remaining": "7", "X-HubSpot-RateLimit-Max": "190",
+               "X-HubSpot-RateLimit-Interval-Milliseconds": "10000", "X-HubSpot-RateLimit-Daily": "650000",
+               "X-HubSpot-RateLimit-Daily-Remaining": "1200"}
     api.get(OWNERS).mock(side_effect=[OWNERS_OK, httpx.Response(200, json={"results": []}, headers=headers)])
     connector = make(limiter=limiter)
     await connector.check()
-    assert limiter.tokens == 99
+    assert limiter.remaining() == 99
+    assert limiter.daily_remaining == 249_999
     await connector.check()
-    assert limiter.tokens == 7
+    assert limiter.window() == (190, 10.0)
+    assert limiter.remaining() == 7
+    assert limiter.daily_remaining == 1200
+
+
+@pytest.mark.anyio
+async def test_search_draws_from_the_search_budget(api: respx.MockRouter, make: Factory) -> None:
+    """Searches (the pull and the task look-up) spend the 5-per-second search budget, not the burst window."""
+    limiter = RateLimiter(HubSpotConfig(token=TOKEN).rate_limit(), clock=lambda: 0.0, sleep=FakeSleep())
+    api.post("/crm/v3/objects/tasks/search").mock(return_value=httpx.Response(200, json={"results": []}))
+    await make(limiter=limiter).lookup("create_task", [rec("1")])
+    assert limiter.remaining("search") == 4
+    assert limiter.remaining() == 100
 
 
 @pytest.mark.anyio

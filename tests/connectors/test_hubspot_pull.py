@@ -271,6 +271,8 @@ async def test_events_map_per_type_with_cursor(api: respx.MockRouter, make: Fact
     assert [(a.key, a.type) for a in records if isinstance(a, Activity)] == [
         ("v1", ActivityType.PAGE_VIEW), ("v2", ActivityType.PRICING_PAGE), ("f1", ActivityType.FORM_SUBMIT)]
     assert [q.reason for p in pages for q in p.quarantined] == ["occurredAt: 'bad' is not a date"]
+    # vendor properties arrive under the canonical names scoring reads
+    assert records[1].attributes == {"event_type": "e_visited_page", "url": "https://acme.com/pricing?x=1"}
     assert json.loads(pages[-1].cursor or "") == {"e_visited_page": T0 + 2000, "e_submitted_form": T0 + 5000}
     first = route.calls[0].request.url.params
     assert first["occurredAfter"] == "2025-12-31T23:59:50.000Z"

@@ -57,6 +57,8 @@ def test_public_names_are_pinned() -> None:
         "FaultSettings",
         "HubSpotLimits",
         "HubSpotSandbox",
+        "MetaLimits",
+        "MetaSandbox",
         "generate_dataset",
         "serve_on_loopback",
     ]
