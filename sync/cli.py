@@ -153,6 +153,8 @@ def sync(ctx: click.Context, pipeline: str | None, dry_run: bool, as_json: bool)
     click.echo(json.dumps(report.as_dict(), indent=2, default=str) if as_json else render_cycle(report))
     if report.status == "failed":
         sys.exit(4)
+    if report.status == "skipped":
+        click.echo(f"skipped: {'; '.join(report.errors)}", err=True)
 
 
 @main.command()
@@ -196,6 +198,108 @@ def status(ctx: click.Context, pipeline: str | None) -> None:
                        f"{run['started_at']:%Y-%m-%d %H:%M:%S}  {json.dumps(run['counts'], default=str)}")
         click.echo(f"outbox: {json.dumps(unit.outbox_counts())}")
     store.close()
+
+
+@main.group()
+def deadletters() -> None:
+    """Operations a destination rejected: list them, replay them, or discard them."""
+
+
+def _dead_letter_filters(func: F) -> F:
+    options = [
+        click.option("--id", "ids", type=int, multiple=True, help="Outbox id (repeatable)."),
+        click.option("--pipeline", "-p", help="Only this pipeline's."),
+        click.option("--destination", help="Only this destination connection's."),
+        click.option("--operation", help="Only this operation (update_lead, create_task, ...)."),
+        click.option("--target", help="Only this record (the destination's key for it)."),
+        click.option("--reason", "reason_contains", help="Only those whose reason contains this text."),
+        click.option("--since", type=click.DateTime(), help="Only those rejected at or after (UTC)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _filter(kwargs: dict[str, Any]) -> Any:
+    from sync.store import DeadLetterFilter
+
+    since = kwargs.pop("since")
+    return DeadLetterFilter(ids=tuple(kwargs.pop("ids")), since=since.replace(tzinfo=UTC) if since else None,
+                            **kwargs)
+
+
+@deadletters.command("list")
+@_dead_letter_filters
+@click.option("--limit", default=100, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter, for machines.")
+@click.pass_context
+@_fail_cleanly
+def deadletters_list(ctx: click.Context, limit: int, as_json: bool, **kwargs: Any) -> None:
+    """List dead letters with the destination's reason."""
+    from sync.store import Store, store_ready
+
+    settings = _settings(ctx)
+    if not store_ready(settings.store.url):
+        click.echo("no dead letters (no store yet)")
+        return
+    store = Store(settings.store.url)
+    with store.unit(dry_run=True) as unit:
+        rows = unit.dead_letters(_filter(kwargs), limit=limit)
+    store.close()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps({k: row[k] for k in ("id", "pipeline", "destination", "operation", "target",
+                                                         "last_error", "attempts", "updated_at", "payload")},
+                                  default=str))
+        return
+    if not rows:
+        click.echo("no dead letters")
+        return
+    for row in rows:
+        click.echo(f"#{row['id']:<6} {row['pipeline']:<14} {row['destination']}/{row['operation']:<14} "
+                   f"{row['target']:<14} {row['updated_at']:%Y-%m-%d %H:%M}  {row['last_error']}")
+    click.echo(f"{len(rows)} dead letter(s){' (limit reached)' if len(rows) == limit else ''}")
+
+
+def _act_on_dead_letters(ctx: click.Context, verb: str, every: bool, kwargs: dict[str, Any]) -> None:
+    from sync.store import Store, store_ready
+
+    where = _filter(kwargs)
+    if not where.narrowed and not every:
+        raise click.UsageError(f"say which dead letters to {verb} (--id or a filter), or --all for every one")
+    settings = _settings(ctx)
+    if not store_ready(settings.store.url):
+        click.echo("no dead letters (no store yet)")
+        return
+    store = Store(settings.store.url)
+    with store.unit() as unit:
+        act = unit.replay_dead_letters if verb == "replay" else unit.discard_dead_letters
+        count = act(where, datetime.now(UTC))
+    store.close()
+    if verb == "replay":
+        click.echo(f"{count} operation(s) queued again; they are sent on their pipeline's next run")
+    else:
+        click.echo(f"{count} operation(s) discarded; they will not be sent")
+
+
+@deadletters.command("replay")
+@_dead_letter_filters
+@click.option("--all", "every", is_flag=True, help="Every dead letter (when no filter is given).")
+@click.pass_context
+@_fail_cleanly
+def deadletters_replay(ctx: click.Context, every: bool, **kwargs: Any) -> None:
+    """Queue dead letters again (after fixing what the destination refused)."""
+    _act_on_dead_letters(ctx, "replay", every, kwargs)
+
+
+@deadletters.command("discard")
+@_dead_letter_filters
+@click.option("--all", "every", is_flag=True, help="Every dead letter (when no filter is given).")
+@click.pass_context
+@_fail_cleanly
+def deadletters_discard(ctx: click.Context, every: bool, **kwargs: Any) -> None:
+    """Give up on dead letters: they stay on record as discarded and are never sent."""
+    _act_on_dead_letters(ctx, "discard", every, kwargs)
 
 
 @main.group()

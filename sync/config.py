@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -66,7 +66,7 @@ class ScoringSettings(_Strict):
     cutoff_step_days: int = Field(7, ge=1, le=90)
     min_examples: int = Field(200, ge=10)
     min_positives: int = Field(20, ge=5)
-    batch_size: int = Field(10_000, ge=1, le=1_000_000)
+    batch_size: int = Field(2_000, ge=1, le=1_000_000)
     rescore_after_hours: float = Field(24.0, gt=0)
     features: dict[str, Any] = Field(default_factory=dict)  # intent features; validated by scoring.FeatureSpec
     fit: dict[str, Any] = Field(default_factory=dict)       # fit features and the ICP; likewise
@@ -74,6 +74,26 @@ class ScoringSettings(_Strict):
     def feature_mapping(self) -> dict[str, Any]:
         """The ``scoring.FeatureSpec`` mapping these settings describe (empty: the defaults)."""
         return {k: v for k, v in (("features", self.features), ("fit", self.fit)) if v}
+
+
+class FollowUpSettings(_Strict):
+    """One follow-up task per lead, created once, when its score first reaches ``min_score``."""
+
+    min_score: int = Field(80, ge=1, le=99)
+    subject: str = Field("Follow up: {name} scored {score}", min_length=1, max_length=250)
+    body: str = "leadrelay scored this lead {score} (band {band}). Top reasons: {reasons}."
+    due_hours: float = Field(24.0, gt=0, le=24 * 90)
+    priority: Literal["LOW", "MEDIUM", "HIGH"] = "HIGH"
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            value.format(name="", score=0, band="", reasons="", email="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"unknown placeholder or bad braces ({exc}); use {{name}}, {{score}}, {{band}}, "
+                             "{reasons} or {email}") from None
+        return value
 
 
 class PipelineSettings(_Strict):
@@ -84,6 +104,7 @@ class PipelineSettings(_Strict):
     push_scores: bool = True
     min_score_change: int = Field(1, ge=0, le=98)
     activity_retention_days: int = Field(180, ge=1)
+    follow_up: FollowUpSettings | None = None
 
 
 class ConnectionSettings(_Strict):

@@ -14,9 +14,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NoReturn
 
 from connectors.base import (
     Connector,
+    ConnectorError,
     FixConfiguration,
     GiveUp,
     Outcome,
@@ -29,6 +31,7 @@ from connectors.base import (
 from sync.store import StoredOp, Unit
 
 Clock = Callable[[], datetime]
+IN_FLIGHT = "sent; no answer stored yet"
 
 
 @dataclass
@@ -38,10 +41,11 @@ class DeliveryReport:
     batches: int = 0
     stopped: str | None = None  # why delivery stopped early (quota, credentials), if it did
     rejected_samples: list[dict[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # failures that held some operations back for this run
 
     def as_dict(self) -> dict[str, object]:
         return {"destination": self.destination, "outcomes": dict(self.outcomes), "batches": self.batches,
-                "stopped": self.stopped, "rejected_samples": self.rejected_samples}
+                "stopped": self.stopped, "rejected_samples": self.rejected_samples, "errors": self.errors}
 
 
 class _Stop(Exception):
@@ -71,7 +75,10 @@ class Deliverer:
             if not ops:
                 continue
             if not spec.idempotent:
-                ops = await self._resolve_unknown(operation, ops, spec.max_batch_size)
+                try:
+                    ops = await self._resolve_unknown(operation, ops, spec.max_batch_size)
+                except _Stop:
+                    break
             batches = [ops[i:i + spec.max_batch_size] for i in range(0, len(ops), spec.max_batch_size)]
             gate = asyncio.Semaphore(self.concurrency)
 
@@ -90,29 +97,48 @@ class Deliverer:
         return self.report
 
     async def _resolve_unknown(self, operation: str, ops: list[StoredOp], size: int) -> list[StoredOp]:
-        """Before creating again, ask the destination whether an unknown outcome actually happened."""
+        """Before creating again, ask the destination whether an unknown outcome actually happened. Those the
+        destination cannot be asked about now stay unknown and are not sent (that could create them twice);
+        the next run asks again."""
         unknown = [op for op in ops if op.status == "unknown"]
         if not unknown:
             return ops
-        found: set[str] = set()
+        settled: set[str] = set()  # found (and acknowledged), or held back because the look-up failed
         for i in range(0, len(unknown), size):
             chunk = unknown[i:i + size]
-            results = await self.connector.lookup(operation, [_record(op) for op in chunk])
+            try:
+                results = await self.connector.lookup(operation, [_record(op) for op in chunk])
+            except QuotaExhausted as exc:
+                self._stop(f"quota exhausted: {exc}")
+            except FixConfiguration as exc:
+                self._stop(f"configuration: {exc}")
+            except ConnectorError as exc:
+                held = unknown[i:]
+                self.report.outcomes["unresolved"] += len(held)
+                self.report.errors.append(f"{operation}: {len(held)} unknown outcome(s) not looked up: {exc}")
+                settled.update(op.idempotency_key for op in held)
+                break
             by_key = {r.idempotency_key: r for r in results}
             acks = [(op, by_key[op.idempotency_key].remote_id) for op in chunk
                     if op.idempotency_key in by_key and by_key[op.idempotency_key].ok]
             self.unit.acknowledge(acks, self.clock())
             self.unit.checkpoint()
-            found.update(op.idempotency_key for op, _ in acks)
+            settled.update(op.idempotency_key for op, _ in acks)
             self.report.outcomes["found_by_lookup"] += len(acks)
-        return [op for op in ops if op.idempotency_key not in found]
+        return [op for op in ops if op.idempotency_key not in settled]
 
     async def _send(self, operation: str, batch: Sequence[StoredOp]) -> None:
         self.report.batches += 1
+        if not self.connector.capabilities.operations[operation].idempotent:
+            # Durably "sent, no answer" before the request leaves: if we die before the answer is stored,
+            # the next run looks the key up instead of creating the object a second time.
+            self.unit.mark([(op, "unknown", IN_FLIGHT) for op in batch], self.clock())
+            self.unit.checkpoint()
         try:
             results = await self.connector.write_batch(operation, [_record(op) for op in batch])
         except QuotaExhausted as exc:
-            self._stop(f"quota exhausted: {exc}")
+            when = f"; delivery resumes after {exc.resets_at.isoformat()}" if exc.resets_at else ""
+            self._stop(f"quota exhausted: {exc}{when}")
         except FixConfiguration as exc:
             self._stop(f"configuration: {exc}")
         except OutcomeUnknown as exc:
@@ -130,7 +156,7 @@ class Deliverer:
         else:
             self._apply(batch, self._match(batch, results))
 
-    def _stop(self, why: str) -> None:
+    def _stop(self, why: str) -> NoReturn:
         self.report.stopped = why
         raise _Stop(why)
 

@@ -27,13 +27,24 @@ from connectors.base import (
     ConnectorError,
     FixConfiguration,
     Lead,
+    Page,
     QuotaExhausted,
 )
-from connectors.http import HttpLayer, RetrySettings, Sleep, TokenBucket, build_client
+from connectors.http import (
+    RATE_BUDGETS,
+    HttpLayer,
+    RateBudgets,
+    RetrySettings,
+    Sleep,
+    account_identity,
+    build_client,
+)
 from sync.config import ConnectionSettings, PipelineSettings, Settings
+from sync.locks import PipelineBusy, pipeline_lock
 from sync.outbox import Deliverer
 from sync.planner import DesiredWrite, Plan, plan, score_moved
-from sync.store import Store, Unit
+from sync.prefetch import prefetch
+from sync.store import LedgerEntry, Store, Unit
 from sync.subjects import build_subjects
 
 if TYPE_CHECKING:
@@ -43,10 +54,14 @@ Clock = Callable[[], datetime]
 Transports = Mapping[str, httpx.AsyncBaseTransport]
 STREAM_ORDER = ("accounts", "leads", "activities")
 SCORE_OPERATION = "update_lead"
+TASK_OPERATION = "create_task"
 # Pages are committed together with their cursor; committing every few thousand records instead of every
 # page keeps that guarantee (a crash loses uncommitted pages *and* their cursor moves) at a fraction of the
 # fsyncs.
 COMMIT_EVERY = 5_000
+# Pages read ahead of the store: two keep the source busy; more only hold memory.
+PREFETCH_PAGES = 2
+SAMPLES = 10  # planned operations shown with their reasons in the report
 
 
 def utcnow() -> datetime:
@@ -104,13 +119,23 @@ def build_connector(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     timing: Timing = Timing(),
+    budgets: RateBudgets | None = None,
 ) -> Connector:
-    """Instantiate a configured connector with its HTTP layer (client, retry policy, rate budget)."""
+    """Instantiate a configured connector with its HTTP layer (client, retry policy, rate budget).
+
+    The rate limiter is shared per account (connector type, base URL and credentials) through ``budgets``
+    (default: the process-wide registry), so pipelines writing to the same portal spend one budget.
+    """
     cls = registry.get(connection.type)
     options = connection.options
     limit = cls.rate_limit_for(options)
-    client = build_client(cls.client_base_url(options), headers=cls.client_headers(options), transport=transport)
-    limiter = TokenBucket(limit, clock=timing.monotonic, sleep=timing.sleep) if limit is not None else None
+    base_url, headers = cls.client_base_url(options), cls.client_headers(options)
+    client = build_client(base_url, headers=headers, transport=transport)
+    limiter = None
+    if limit is not None:
+        account = account_identity(base_url, headers)
+        limiter = (budgets or RATE_BUDGETS).limiter(connection.type, account, limit, clock=timing.monotonic,
+                                                    sleep=timing.sleep)
     return cls(options, HttpLayer(client, name=name, retry=retry, limiter=limiter, sleep=timing.sleep))
 
 
@@ -147,47 +172,34 @@ class Cycle:
         self.model = model
         self.scoring_on = scoring_on
         self.affected: set[str] = set()
+        self._changed_accounts: set[str] = set()
+        self._uncommitted = 0
+        self.planned = Plan(())
+        self.plan_seconds = 0.0
+
+    def check_destination(self) -> None:
+        """Refuse, before anything is read, a pipeline asking its destination for what it cannot do."""
+        operations = self.destination.capabilities.operations
+        wanted = ([SCORE_OPERATION] if self.pipe.push_scores else []) + \
+                 ([TASK_OPERATION] if self.pipe.follow_up is not None else [])
+        missing = [op for op in wanted if op not in operations]
+        if missing:
+            raise FixConfiguration(
+                f"pipelines.{self.name}: destination {self.pipe.destination!r} cannot {', '.join(missing)} "
+                f"(it offers: {', '.join(operations) or 'no write operations'})")
 
     # -- pull + store -------------------------------------------------------------------------------
 
     async def pull(self) -> None:
-        src = self.pipe.source
         wanted = [s for s in STREAM_ORDER if s in self.pipe.streams and s in self.source.capabilities.streams]
-        changed_accounts: set[str] = set()
         for stream in wanted:
             cursor = self.unit.get_cursor(self.name, stream)
-            uncommitted = 0
+            self._uncommitted = 0
             try:
-                async for page in self.source.pull(stream, cursor):
-                    leads = [r for r in page.records if isinstance(r, Lead)]
-                    accounts = [r for r in page.records if isinstance(r, Account)]
-                    activities = [r for r in page.records if isinstance(r, Activity)]
-                    self.report.read[stream] += len(page.records)
-                    if accounts:
-                        changed = self.unit.upsert_accounts(src, accounts)
-                        changed_accounts |= changed
-                        self.report.changed["accounts"] += len(changed)
-                    if leads:
-                        changed = self.unit.upsert_leads(src, leads)
-                        self.affected |= changed
-                        self.report.changed["leads"] += len(changed)
-                    if activities:
-                        fresh, touched = self.unit.add_activities(src, activities)
-                        self.affected |= touched
-                        self.report.changed["activities"] += fresh
-                    if page.quarantined:
-                        self.unit.quarantine(src, page.quarantined, self.report.run_id, self.now)
-                        self.report.quarantined += len(page.quarantined)
-                        for q in page.quarantined[: max(0, 10 - len(self.report.quarantine_samples))]:
-                            self.report.quarantine_samples.append(
-                                {"stream": q.stream, "key": q.key, "reason": q.reason})
-                    if page.cursor is not None:
-                        # Same transaction as the page's rows: the cursor never passes unstored data.
-                        self.unit.set_cursor(self.name, stream, page.cursor, self.now)
-                    uncommitted += len(page.records) + len(page.quarantined)
-                    if uncommitted >= COMMIT_EVERY:
-                        self.unit.checkpoint()
-                        uncommitted = 0
+                # The next pages are fetched while this one is stored (in a worker thread, so the event loop
+                # keeps the vendor busy): pull time is the slower of the two, not their sum.
+                async for page in prefetch(self.source.pull(stream, cursor), PREFETCH_PAGES):
+                    await asyncio.to_thread(self._store_page, stream, page)
                 self.unit.checkpoint()
             except FixConfiguration:
                 raise
@@ -195,26 +207,65 @@ class Cycle:
                 self.report.errors.append(f"pull {stream}: {exc}")
                 if isinstance(exc, QuotaExhausted):
                     break
-        if changed_accounts:
-            self.affected |= self.unit.leads_of_accounts(src, changed_accounts)
+        if self._changed_accounts:
+            self.affected |= self.unit.leads_of_accounts(self.pipe.source, self._changed_accounts)
+
+    def _store_page(self, stream: str, page: Page) -> None:
+        src = self.pipe.source
+        leads = [r for r in page.records if isinstance(r, Lead)]
+        accounts = [r for r in page.records if isinstance(r, Account)]
+        activities = [r for r in page.records if isinstance(r, Activity)]
+        self.report.read[stream] += len(page.records)
+        # What a change makes due for rescoring is marked in the change's own transaction: ``affected`` only
+        # lives as long as this run, and the cursor will not bring the change back to the next one.
+        if accounts:
+            changed = self.unit.upsert_accounts(src, accounts)
+            self._changed_accounts |= changed
+            self.report.changed["accounts"] += len(changed)
+            if changed:
+                self.unit.mark_for_rescore(src, self.unit.leads_of_accounts(src, changed))
+        if leads:
+            changed = self.unit.upsert_leads(src, leads)
+            self.affected |= changed
+            self.unit.mark_for_rescore(src, changed)
+            self.report.changed["leads"] += len(changed)
+        if activities:
+            fresh, touched = self.unit.add_activities(src, activities)
+            self.affected |= touched
+            self.unit.mark_for_rescore(src, touched)
+            self.report.changed["activities"] += fresh
+        if page.quarantined:
+            self.unit.quarantine(src, page.quarantined, self.report.run_id, self.now)
+            self.report.quarantined += len(page.quarantined)
+            for q in page.quarantined[: max(0, 10 - len(self.report.quarantine_samples))]:
+                self.report.quarantine_samples.append({"stream": q.stream, "key": q.key, "reason": q.reason})
+        if page.cursor is not None:
+            # Same transaction as the page's rows: the cursor never passes unstored data.
+            self.unit.set_cursor(self.name, stream, page.cursor, self.now)
+        self._uncommitted += len(page.records) + len(page.quarantined)
+        if self._uncommitted >= COMMIT_EVERY:
+            self.unit.checkpoint()
+            self._uncommitted = 0
 
     # -- score --------------------------------------------------------------------------------------
 
-    def score(self) -> list[DesiredWrite]:
+    def score(self) -> None:
+        """Score the affected leads (and those due a rescore) batch by batch; each batch's desired writes are
+        planned and enqueued at once, so memory is bounded by the batch, not by the number of leads."""
         if not self.scoring_on:
             self.report.scoring_note = "scoring off for this run (pull only)"
-            return []
+            return
         if self.model is None:
             self.report.scoring_note = (f"no model in {self.settings.scoring.model_dir}: "
                                         "run `leadrelay train` to create one; nothing was scored")
-            return []
+            return
         from scoring import compute_features
 
         src = self.pipe.source
         due_before = self.now - timedelta(hours=self.settings.scoring.rescore_after_hours)
-        keys = sorted(self.unit.existing_leads(src, self.affected) | self.unit.leads_scored_before(src, due_before))
+        keys = sorted(self.unit.existing_leads(src, self.affected) | self.unit.leads_scored_before(src, due_before)
+                      | self.unit.marked_for_rescore(src))
         since = self.now - timedelta(days=self.pipe.activity_retention_days)
-        desired: list[DesiredWrite] = []
         step = self.settings.scoring.batch_size
         self.report.model_version = self.model.version
         for start in range(0, len(keys), step):
@@ -227,6 +278,7 @@ class Cycle:
             previous = self.unit.scores(src, chunk)
             batch = self._score_with_reasons(frame, previous)
             rows = []
+            desired: list[DesiredWrite] = []
             for subject, s in zip(subjects, batch.rows(), strict=True):
                 before = previous.get(subject.key)
                 positive, negative = s.reasons_positive, s.reasons_negative
@@ -244,10 +296,35 @@ class Cycle:
                                  "model_version": s.model_version, "scored_at": self.now.isoformat()},
                         reason=f"scored {s.score} (band {s.band}){top}",
                     ))
+            if self.pipe.follow_up is not None:
+                desired.extend(self._follow_ups(leads, rows))
             self.unit.save_scores(src, rows)
-            self.unit.checkpoint()
             self.report.scored += len(rows)
-        return desired
+            self.plan(desired)  # commits the scores together with the operations they call for
+
+    def _follow_ups(self, leads: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[DesiredWrite]:
+        """A follow-up task for each lead at or over the threshold (planned once per lead, ever)."""
+        rule = self.pipe.follow_up
+        assert rule is not None
+        by_key = {lead["key"]: lead for lead in leads}
+        out = []
+        for row in rows:
+            if row["score"] < rule.min_score:
+                continue
+            lead = by_key.get(row["lead_key"], {})
+            name = " ".join(p for p in (lead.get("first_name"), lead.get("last_name")) if p) \
+                or lead.get("email") or row["lead_key"]
+            words = {"name": name, "score": row["score"], "band": row["band"], "email": lead.get("email") or "",
+                     "reasons": "; ".join(row["reasons_positive"][:3]) or "none given"}
+            payload = {"subject": rule.subject.format(**words), "body": rule.body.format(**words),
+                       "due_at": (self.now + timedelta(hours=rule.due_hours)).isoformat(),
+                       "priority": rule.priority, "status": "NOT_STARTED", "type": "TODO"}
+            if lead.get("owner_id"):
+                payload["owner_id"] = lead["owner_id"]
+            out.append(DesiredWrite(destination=self.pipe.destination, operation=TASK_OPERATION,
+                                    target=row["lead_key"], payload=payload,
+                                    reason=f"scored {row['score']} ≥ {rule.min_score}: follow-up task"))
+        return out
 
     def _score_with_reasons(self, frame: FeatureFrame, previous: Mapping[str, Mapping[str, Any]]) -> ScoreBatch:
         """Reasons cost one model run per feature group, so they are worded only for leads whose score,
@@ -264,20 +341,32 @@ class Cycle:
     # -- plan + enqueue -----------------------------------------------------------------------------
 
     def plan(self, desired: list[DesiredWrite]) -> Plan:
+        """Plan one batch of desired writes against the ledger and the outbox, enqueue, and add it to the
+        cycle's plan summary."""
+        mark = time.perf_counter()
         slots = {(d.destination, d.operation) for d in desired}
-        ledger = {slot: self.unit.ledger(slot[0], slot[1], [d.target for d in desired if
-                                                              (d.destination, d.operation) == slot])
-                  for slot in slots}
-        queued = {slot: self.unit.open_targets(*slot) for slot in slots}
-        result = plan(desired, ledger, queued,
+        operations = self.destination.capabilities.operations
+        once = {op for op, spec in operations.items() if not spec.idempotent}
+        ledger: dict[tuple[str, str], Mapping[str, LedgerEntry]] = {}
+        queued: dict[tuple[str, str], Mapping[str, str]] = {}
+        for slot in slots:
+            targets = [d.target for d in desired if (d.destination, d.operation) == slot]
+            ledger[slot] = self.unit.ledger(*slot, targets)
+            if slot[1] in once:  # a create-once operation in any state (even dead-lettered) blocks another
+                queued[slot] = dict.fromkeys(self.unit.planned_targets(*slot, targets), "")
+            else:
+                queued[slot] = self.unit.open_targets(*slot, targets)
+        result = plan(desired, ledger, queued, create_once=once,
                       material={SCORE_OPERATION: score_moved(self.pipe.min_score_change)})
         self.unit.enqueue(self.name, result.ops, self.report.run_id, self.clock())
         self.unit.checkpoint()
-        self.report.plan = result.summary()
-        self.report.samples = [
+        self.planned = self.planned.combined(result)
+        self.report.plan = self.planned.summary()
+        self.report.samples.extend(
             {"destination": op.destination, "operation": op.operation, "target": op.target,
-             "reason": op.reason, "payload": dict(op.payload)} for op in result.ops[:10]
-        ]
+             "reason": op.reason, "payload": dict(op.payload)}
+            for op in result.ops[:max(0, SAMPLES - len(self.report.samples))])
+        self.plan_seconds += time.perf_counter() - mark
         return result
 
     # -- deliver ------------------------------------------------------------------------------------
@@ -286,6 +375,7 @@ class Cycle:
         deliverer = Deliverer(self.unit, self.destination, self.pipe.destination, clock=self.clock)
         result = await deliverer.deliver()
         self.report.delivery.append(result.as_dict())
+        self.report.errors.extend(f"deliver {self.pipe.destination}: {error}" for error in result.errors)
         if result.stopped:
             self.report.errors.append(f"deliver {self.pipe.destination}: {result.stopped}")
 
@@ -317,21 +407,41 @@ async def run_cycle(
                                            transport=transports.get(conn_name), timing=timing)
     if model is None and score:
         model = load_model(settings)
+    # A dry run changes nothing, so it needs no lock (and creates no lock file); a real run holds it
+    # throughout, and an overlapping trigger is recorded as skipped.
+    held = contextlib.ExitStack()
     try:
-        with store.unit(dry_run=dry_run) as unit:
+        if not dry_run:
+            held.enter_context(pipeline_lock(store, name))
+    except PipelineBusy as exc:
+        for connector in built.values():
+            with contextlib.suppress(RuntimeError):
+                await connector.http.client.aclose()
+        report.status = "skipped"
+        report.errors.append(str(exc))
+        report.finished_at = clock()
+        with store.unit() as unit:
+            run_id = unit.start_run(name, now, dry_run=False)
+            unit.finish_run(run_id, report.finished_at, "skipped", {}, str(exc))
+        report.run_id = run_id
+        return report
+    try:
+        with held, store.unit(dry_run=dry_run) as unit:
+            if not dry_run:
+                unit.close_abandoned_runs(name, now)
             report.run_id = unit.start_run(name, now, dry_run=dry_run)
             cycle = Cycle(settings, name, unit, report, clock=clock, now=now, source=built[pipe.source],
                           destination=built[pipe.destination], model=model, scoring_on=score)
             try:
+                cycle.check_destination()
                 mark = time.perf_counter()
                 await cycle.pull()
                 report.seconds["pull"] = time.perf_counter() - mark
                 mark = time.perf_counter()
-                desired = cycle.score()
-                report.seconds["score"] = time.perf_counter() - mark
-                mark = time.perf_counter()
-                cycle.plan(desired)
-                report.seconds["plan"] = time.perf_counter() - mark
+                cycle.score()  # plans and enqueues batch by batch
+                report.plan = cycle.planned.summary()
+                report.seconds["score"] = time.perf_counter() - mark - cycle.plan_seconds
+                report.seconds["plan"] = cycle.plan_seconds
                 if not dry_run:
                     mark = time.perf_counter()
                     await cycle.deliver()

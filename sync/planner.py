@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,13 @@ class Plan:
     already_queued: int = 0   # the same desired state is already in the outbox
     counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
+    def combined(self, other: Plan) -> Plan:
+        """The totals of two plans (the operations themselves are left out: they are in the outbox)."""
+        counts = Counter(self.counts)
+        counts.update(other.counts)
+        return Plan((), self.unchanged + other.unchanged, self.immaterial + other.immaterial,
+                    self.already_queued + other.already_queued, dict(counts))
+
     def summary(self) -> dict[str, Any]:
         return {
             "operations": [{"destination": d, "operation": o, "count": n}
@@ -70,8 +77,13 @@ def plan(
     queued: Mapping[tuple[str, str], Mapping[str, str]],
     *,
     material: Mapping[str, Material] | None = None,
+    create_once: Collection[str] = (),
 ) -> Plan:
-    """The operations that move each destination from what it acknowledged to what it should hold."""
+    """The operations that move each destination from what it acknowledged to what it should hold.
+
+    Operations in ``create_once`` create an object (a follow-up task): one per target, ever — once one is
+    acknowledged or queued (in whatever state, an unknown outcome included) no other is planned for it.
+    """
     ops: list[OutboxOp] = []
     unchanged = immaterial = already = 0
     counts: Counter[tuple[str, str]] = Counter()
@@ -80,8 +92,11 @@ def plan(
         digest = payload_hash(want.payload)
         slot = (want.destination, want.operation)
         acked = ledger.get(slot, {}).get(want.target)
-        if acked is not None and acked.payload_hash == digest:
+        if acked is not None and (acked.payload_hash == digest or want.operation in create_once):
             unchanged += 1
+            continue
+        if want.operation in create_once and want.target in queued.get(slot, {}):
+            already += 1
             continue
         rule = rules.get(want.operation)
         if acked is not None and rule is not None and not rule(acked.payload, want.payload):

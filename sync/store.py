@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import JSON, Column, Field, SQLModel
@@ -114,6 +115,18 @@ class ScoreRow(SQLModel, table=True):
     scored_at: datetime = Field(sa_type=sa.DateTime())
 
 
+class RescoreRow(SQLModel, table=True):
+    """A scored lead whose inputs (its record, its account, its activities) changed since its score.
+
+    Written in the transaction that stores the change and deleted in the one that saves the new score, so a
+    run that dies in between leaves the lead due for the next run instead of stale until its decay tick.
+    """
+
+    __tablename__ = "rescore"
+    source: str = Field(primary_key=True)
+    lead_key: str = Field(primary_key=True)
+
+
 class LedgerRow(SQLModel, table=True):
     """What each destination has *acknowledged* — never what was merely attempted."""
 
@@ -139,7 +152,8 @@ class OutboxRow(SQLModel, table=True):
     payload_hash: str
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     reason: str = ""
-    status: str = "pending"  # pending | acknowledged | retryable | rejected | unknown | superseded
+    # pending | acknowledged | retryable | rejected (a dead letter) | unknown | superseded | discarded
+    status: str = "pending"
     attempts: int = 0
     last_error: str | None = None
     remote_id: str | None = None
@@ -155,7 +169,7 @@ class RunRow(SQLModel, table=True):
     dry_run: bool = False
     started_at: datetime = Field(sa_type=sa.DateTime())
     finished_at: datetime | None = Field(default=None, sa_type=sa.DateTime())
-    status: str = "running"  # running | succeeded | failed | partial
+    status: str = "running"  # running | succeeded | failed | partial | skipped | abandoned
     counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str | None = None
 
@@ -167,6 +181,7 @@ class MetaRow(SQLModel, table=True):
 
 
 OPEN_STATUSES = ("pending", "retryable", "unknown")
+SUPERSEDABLE = (*OPEN_STATUSES, "rejected")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,7 +311,7 @@ class Store:
         self.engine.dispose()
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL (``None`` for in-memory stores and other backends)."""
     if not url.startswith("sqlite"):
         return None
@@ -314,7 +329,7 @@ def _driver_url(url: str) -> str:
 def store_ready(url: str) -> bool:
     """Whether a store with leadrelay's tables exists at ``url`` — asked without creating anything."""
     if url.startswith("sqlite"):
-        file = _sqlite_file(url)
+        file = sqlite_file(url)
         if file is None or not file.exists():
             return False
     engine = sa.create_engine(_driver_url(url))
@@ -326,12 +341,20 @@ def store_ready(url: str) -> bool:
         engine.dispose()
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# The JSON columns (activity attributes, payloads, reasons) are on the bulk path: orjson, not the stdlib.
+_JSON: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+
+
 def _make_engine(url: str, *, echo: bool) -> Engine:
     if url.startswith("sqlite"):
-        file = _sqlite_file(url)
+        file = sqlite_file(url)
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, echo=echo, connect_args={"timeout": 60})
+        engine = sa.create_engine(url, echo=echo, connect_args={"timeout": 60}, **_JSON)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -345,7 +368,7 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
     # psycopg prepares a statement after five runs, and PostgreSQL then plans it generically: for our
     # "key IN (900 values)" lookups the generic plan is a sequential scan, which made bulk loads quadratic.
     return sa.create_engine(_driver_url(url), echo=echo, pool_pre_ping=True,
-                            connect_args={"prepare_threshold": None})
+                            connect_args={"prepare_threshold": None}, **_JSON)
 
 
 def _upsert(dialect: str, table: sa.Table, rows: list[dict[str, Any]], keys: list[str],
@@ -360,6 +383,38 @@ def _upsert(dialect: str, table: sa.Table, rows: list[dict[str, Any]], keys: lis
         return stmt.on_conflict_do_nothing(index_elements=keys)
     return stmt.on_conflict_do_update(index_elements=keys,
                                       set_={c: getattr(stmt.excluded, c) for c in columns})
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters a command applies to; every field narrows, none given means all."""
+
+    ids: tuple[int, ...] = ()
+    pipeline: str | None = None
+    destination: str | None = None
+    operation: str | None = None
+    target: str | None = None
+    reason_contains: str | None = None
+    since: datetime | None = None
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.ids) or any(v is not None for v in (self.pipeline, self.destination, self.operation,
+                                                              self.target, self.reason_contains, self.since))
+
+    def clauses(self, t: sa.Table) -> list[Any]:
+        out: list[Any] = [t.c.status == "rejected"]
+        if self.ids:
+            out.append(t.c.id.in_(self.ids))
+        for column, value in (("pipeline", self.pipeline), ("destination", self.destination),
+                              ("operation", self.operation), ("target", self.target)):
+            if value is not None:
+                out.append(t.c[column] == value)
+        if self.reason_contains:
+            out.append(sa.func.lower(t.c.last_error).contains(self.reason_contains.lower(), autoescape=True))
+        if self.since is not None:
+            out.append(t.c.updated_at >= _naive(self.since))
+        return out
 
 
 class Unit:
@@ -560,6 +615,28 @@ class Unit:
              "reasons_negative": list(r["reasons_negative"]), "model_version": r["model_version"],
              "scored_at": _naive(r["scored_at"])} for r in rows
         ], ["source", "lead_key"])
+        marks = RescoreRow.__table__
+        for chunk in _chunks(sorted({r["lead_key"] for r in rows})):
+            self.conn.execute(marks.delete().where(marks.c.source == source, marks.c.lead_key.in_(chunk)))
+
+    def mark_for_rescore(self, source: str, keys: Iterable[str]) -> None:
+        """Record that these leads' inputs changed (call in the transaction that stores the change). Only
+        leads with a score are marked: the others are due anyway."""
+        score, marks = ScoreRow.__table__, RescoreRow.__table__
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        for chunk in _chunks(sorted(set(keys))):
+            scored = sa.select(score.c.source, score.c.lead_key).where(score.c.source == source,
+                                                                        score.c.lead_key.in_(chunk))
+            self.conn.execute(insert(marks).from_select(["source", "lead_key"], scored)
+                              .on_conflict_do_nothing(index_elements=["source", "lead_key"]))
+
+    def marked_for_rescore(self, source: str) -> set[str]:
+        """Leads whose inputs changed since their score (see :class:`RescoreRow`)."""
+        t = RescoreRow.__table__
+        return set(self.conn.execute(sa.select(t.c.lead_key).where(t.c.source == source)).scalars())
 
     def scores(self, source: str, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         t = ScoreRow.__table__
@@ -601,10 +678,11 @@ class Unit:
         for chunk in _chunks(plain):
             self.conn.execute(t.update().where(t.c.id.in_(chunk)).values(
                 status="acknowledged", updated_at=_naive(now), last_error=None))
-        with_remote = [(op.id, remote_id) for op, remote_id in acks if remote_id is not None]
-        for op_id, remote_id in with_remote:  # created objects only: a handful per batch
-            self.conn.execute(t.update().where(t.c.id == op_id).values(
-                status="acknowledged", remote_id=remote_id, updated_at=_naive(now), last_error=None))
+        with_remote = [{"op_id": op.id, "rid": remote_id} for op, remote_id in acks if remote_id is not None]
+        if with_remote:  # one executemany, not a round trip per record
+            self.conn.execute(t.update().where(t.c.id == sa.bindparam("op_id")).values(
+                status="acknowledged", remote_id=sa.bindparam("rid"), updated_at=_naive(now), last_error=None),
+                with_remote)
 
     # -- outbox -------------------------------------------------------------------------------------
 
@@ -622,8 +700,9 @@ class Unit:
         fresh = [op for op in ops if op.idempotency_key not in present]
         if not fresh:
             return 0
-        # An open operation for the same target with another payload is now stale; the unknown ones of
-        # non-idempotent operations stay open, because they may have happened.
+        # An open or dead-lettered operation for the same target with another payload is now stale: sending
+        # it later would put old data back. (Create-once operations never reach here twice for a target:
+        # the planner refuses a second one while the first exists in any state.)
         by_slot: dict[tuple[str, str], list[str]] = {}
         for op in fresh:
             by_slot.setdefault((op.destination, op.operation), []).append(op.target)
@@ -631,7 +710,7 @@ class Unit:
             for chunk in _chunks(targets):
                 self.conn.execute(
                     t.update().where(t.c.destination == destination, t.c.operation == operation,
-                                     t.c.target.in_(chunk), t.c.status.in_(("pending", "retryable")))
+                                     t.c.target.in_(chunk), t.c.status.in_(SUPERSEDABLE))
                     .values(status="superseded", updated_at=_naive(now)))
         self._insert_many(t, [
             {"idempotency_key": op.idempotency_key, "pipeline": pipeline, "destination": op.destination,
@@ -650,9 +729,26 @@ class Unit:
                          r.payload, r.status, r.attempts)
                 for r in self.conn.execute(query.order_by(t.c.id))]
 
-    def open_targets(self, destination: str, operation: str) -> dict[str, str]:
-        """Open operations' payload hashes by target: what is already queued."""
-        return {op.target: op.payload_hash for op in self.open_operations(destination, operation)}
+    def open_targets(self, destination: str, operation: str, targets: Iterable[str]) -> dict[str, str]:
+        """Open operations' payload hashes for these targets: what is already queued."""
+        t = OutboxRow.__table__
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(targets))):
+            found.update((target, digest) for target, digest in self.conn.execute(
+                sa.select(t.c.target, t.c.payload_hash).where(
+                    t.c.destination == destination, t.c.operation == operation, t.c.target.in_(chunk),
+                    t.c.status.in_(OPEN_STATUSES)).order_by(t.c.id)))
+        return found
+
+    def planned_targets(self, destination: str, operation: str, targets: Iterable[str]) -> set[str]:
+        """Targets with an operation in the outbox in any state but superseded (for create-once operations)."""
+        t = OutboxRow.__table__
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(targets))):
+            found.update(self.conn.execute(
+                sa.select(t.c.target).where(t.c.destination == destination, t.c.operation == operation,
+                                            t.c.target.in_(chunk), t.c.status != "superseded")).scalars())
+        return found
 
     def mark(self, updates: Sequence[tuple[StoredOp, str, str | None]], now: datetime) -> None:
         """Record non-acknowledged outcomes: (operation, status, reason)."""
@@ -672,12 +768,40 @@ class Unit:
         return {s: int(n) for s, n in self.conn.execute(
             sa.select(t.c.status, sa.func.count()).group_by(t.c.status))}
 
-    def dead_letters(self) -> list[dict[str, Any]]:
+    def dead_letters(self, where: DeadLetterFilter | None = None, *, limit: int | None = None
+                     ) -> list[dict[str, Any]]:
+        """Rejected operations (the destination refused them, with its reason), oldest first."""
         t = OutboxRow.__table__
-        return [dict(r._mapping) for r in self.conn.execute(
-            sa.select(t).where(t.c.status == "rejected").order_by(t.c.id))]
+        query = sa.select(t).where(*(where or DeadLetterFilter()).clauses(t)).order_by(t.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def replay_dead_letters(self, where: DeadLetterFilter, now: datetime) -> int:
+        """Put matching dead letters back in the queue (fresh attempts); they go out on the next run."""
+        t = OutboxRow.__table__
+        result = self.conn.execute(t.update().where(*where.clauses(t)).values(
+            status="pending", attempts=0, last_error=None, updated_at=_naive(now)))
+        return int(result.rowcount or 0)
+
+    def discard_dead_letters(self, where: DeadLetterFilter, now: datetime) -> int:
+        """Give up on matching dead letters; kept as ``discarded`` for the record, never sent."""
+        t = OutboxRow.__table__
+        result = self.conn.execute(t.update().where(*where.clauses(t)).values(
+            status="discarded", updated_at=_naive(now)))
+        return int(result.rowcount or 0)
 
     # -- runs ---------------------------------------------------------------------------------------
+
+    def close_abandoned_runs(self, pipeline: str, now: datetime) -> int:
+        """Runs of ``pipeline`` still marked running: called by the lock holder, so their process is gone
+        (killed, or its machine lost). They are closed as ``abandoned``; their work resumes from the store."""
+        t = RunRow.__table__
+        result = self.conn.execute(t.update().where(
+            t.c.pipeline == pipeline, t.c.status == "running", t.c.dry_run.is_(False)).values(
+            status="abandoned", finished_at=_naive(now),
+            error="the process running it stopped before it finished (killed or lost)"))
+        return int(result.rowcount or 0)
 
     def start_run(self, pipeline: str, now: datetime, *, dry_run: bool) -> int:
         result = self.conn.execute(RunRow.__table__.insert().values(
@@ -704,6 +828,7 @@ class Unit:
 __all__ = [
     "SCHEMA_VERSION",
     "ActivityType",
+    "DeadLetterFilter",
     "LedgerEntry",
     "OutboxOp",
     "Store",

@@ -1,15 +1,19 @@
-"""Store fixtures: every store test runs on SQLite and on the real PostgreSQL server."""
+"""Fixtures of the sync tests: every store test runs on SQLite and on the real PostgreSQL server; the
+pipeline, fault and crash tests share one trained model and the rig of ``tests/sync/rig.py``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from sync.store import Store
+from tests.sync.rig import Rig, make_rig, train_model
 
 PG_URL = os.environ.get("LEADRELAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -45,3 +49,26 @@ def store(store_url: str) -> Iterator[Store]:
     yield s
     s.drop_all()
     s.close()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model trained once per test session from a sandbox history."""
+    return train_model(tmp_path_factory.mktemp("train"))
+
+
+RigFactory = Callable[..., Rig]
+
+
+@pytest.fixture
+def rig_factory(tmp_path: Path, model_dir: Path) -> Iterator[RigFactory]:
+    """Makes rigs (see ``rig.make_rig``): each a seeded sandbox on its own loopback port, with its own store."""
+    with contextlib.ExitStack() as servers:
+        made = 0
+
+        def make(contacts: int = 250, **options: Any) -> Rig:
+            nonlocal made
+            made += 1
+            return make_rig(servers, tmp_path / f"rig{made}", model_dir, contacts, **options)
+
+        yield make

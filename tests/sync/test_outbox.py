@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -162,11 +162,66 @@ async def test_unknown_create_is_looked_up_before_creating_again(store: Store) -
 async def test_quota_exhaustion_stops_delivery_and_keeps_the_rest_open(store: Store) -> None:
     """A spent daily quota ends the destination's delivery cleanly; nothing is lost."""
     def script(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
-        raise QuotaExhausted("daily limit", retry_after=3600)
+        raise QuotaExhausted("daily limit", retry_after=3600, resets_at=NOW + timedelta(hours=1))
 
     _enqueue(store, 8)
     _, stopped = await _deliver(store, ScriptedDestination(script))
     assert stopped is not None
     assert "quota" in stopped
+    assert "resumes after 2026-03-01T01:00:00+00:00" in stopped
     with store.unit() as u:
         assert len(u.open_operations("dest")) == 8
+
+
+class Crash(BaseException):
+    """Stands in for the process dying mid-request (not an Exception: nothing may catch it)."""
+
+
+@pytest.mark.anyio
+async def test_create_is_durably_in_flight_before_it_is_sent(store: Store) -> None:
+    """A create whose process dies mid-request is found by lookup on the next run, not created twice."""
+    dest = ScriptedDestination()
+
+    def dies_after_the_effect(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        for r in records:
+            dest.held[r.idempotency_key] = r.target
+        raise Crash
+
+    _enqueue(store, 3, operation="create")
+    dest.script = dies_after_the_effect
+    with pytest.raises(Crash):
+        await _deliver(store, dest)
+    with store.unit() as u:  # what a restarted process finds: committed before the request left
+        assert {o.status for o in u.open_operations("dest")} == {"unknown"}
+    dest.script = None
+    outcomes, _ = await _deliver(store, dest)
+    assert outcomes == {"found_by_lookup": 3}
+    assert len(dest.calls) == 1
+
+
+@pytest.mark.anyio
+async def test_idempotent_updates_are_not_marked_in_flight(store: Store) -> None:
+    """Updates that die mid-request stay pending and are simply sent again (no lookup needed)."""
+    def dies(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        raise Crash
+
+    _enqueue(store, 2)
+    with pytest.raises(Crash):
+        await _deliver(store, ScriptedDestination(dies))
+    with store.unit() as u:
+        assert {o.status for o in u.open_operations("dest")} == {"pending"}
+
+
+@pytest.mark.anyio
+async def test_dead_letter_is_superseded_by_a_newer_desired_state(store: Store) -> None:
+    """A rejected update is not replayable once a newer payload for the same record is queued."""
+    def reject(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        return [RecordOutcome(r.idempotency_key, Outcome.REJECTED, "INVALID_OPTION") for r in records]
+
+    _enqueue(store, 1)
+    await _deliver(store, ScriptedDestination(reject))
+    with store.unit() as u:
+        assert len(u.dead_letters()) == 1
+        u.enqueue("pipe", plan([DesiredWrite("dest", "update", "t0", {"score": 99}, "r")], {}, {}).ops, None, NOW)
+        assert u.dead_letters() == []
+        assert [o.payload["score"] for o in u.open_operations("dest")] == [99]

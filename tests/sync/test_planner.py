@@ -64,3 +64,18 @@ def test_idempotency_key_is_stable_and_distinguishes_payloads(target: str, a: in
     assert ka == idempotency_key("hs", "update_lead", target, payload_hash({"score": a}))
     kb = idempotency_key("hs", "update_lead", target, payload_hash({"score": b}))
     assert (ka == kb) == (a == b)
+
+
+def test_create_once_operation_is_never_planned_twice_for_a_target() -> None:
+    """A follow-up task is planned once per lead: not again when acknowledged, nor while one is queued."""
+    first = DesiredWrite("crm", "create_task", "lead-1", {"subject": "call", "due_at": "2026-01-02"}, "hot")
+    later = DesiredWrite("crm", "create_task", "lead-1", {"subject": "call", "due_at": "2026-01-09"}, "hot")
+    assert len(plan([first], {}, {}, create_once={"create_task"}).ops) == 1
+    acked = {("crm", "create_task"): {"lead-1": LedgerEntry("other-hash", {}, "task-9")}}
+    assert plan([later], acked, {}, create_once={"create_task"}).ops == ()
+    queued = {("crm", "create_task"): {"lead-1": ""}}
+    result = plan([later], {}, queued, create_once={"create_task"})
+    assert result.ops == ()
+    assert result.already_queued == 1
+    # the same write without create-once semantics would be planned again (its payload changed)
+    assert len(plan([later], acked, {}).ops) == 1
