@@ -109,7 +109,7 @@ class Deliverer:
             try:
                 results = await self.connector.lookup(operation, [_record(op) for op in chunk])
             except QuotaExhausted as exc:
-                self._stop(f"quota exhausted: {exc}")
+                self._stop_for_quota(exc)
             except FixConfiguration as exc:
                 self._stop(f"configuration: {exc}")
             except ConnectorError as exc:
@@ -137,8 +137,7 @@ class Deliverer:
         try:
             results = await self.connector.write_batch(operation, [_record(op) for op in batch])
         except QuotaExhausted as exc:
-            when = f"; delivery resumes after {exc.resets_at.isoformat()}" if exc.resets_at else ""
-            self._stop(f"quota exhausted: {exc}{when}")
+            self._stop_for_quota(exc)
         except FixConfiguration as exc:
             self._stop(f"configuration: {exc}")
         except OutcomeUnknown as exc:
@@ -155,6 +154,10 @@ class Deliverer:
             await self._send(operation, batch[half:])
         else:
             self._apply(batch, self._match(batch, results))
+
+    def _stop_for_quota(self, exc: QuotaExhausted) -> NoReturn:
+        when = f"; delivery resumes after {exc.resets_at.isoformat()}" if exc.resets_at else ""
+        self._stop(f"quota exhausted: {exc}{when}")
 
     def _stop(self, why: str) -> NoReturn:
         self.report.stopped = why
