@@ -21,6 +21,7 @@ from connectors.base import (
     ConnectorError,
     FixConfiguration,
     GiveUp,
+    OperationSpec,
     Outcome,
     OutcomeUnknown,
     QuotaExhausted,
@@ -32,6 +33,7 @@ from sync.store import StoredOp, Unit
 
 Clock = Callable[[], datetime]
 IN_FLIGHT = "sent; no answer stored yet"
+WINDOW = 5_000  # open operations read from the outbox at a time
 
 
 @dataclass
@@ -71,30 +73,37 @@ class Deliverer:
     async def deliver(self) -> DeliveryReport:
         caps = self.connector.capabilities.operations
         for operation, spec in caps.items():
-            ops = self.unit.open_operations(self.destination, operation)
-            if not ops:
-                continue
-            if not spec.idempotent:
-                try:
-                    ops = await self._resolve_unknown(operation, ops, spec.max_batch_size)
-                except _Stop:
+            after = 0
+            # A window of the outbox at a time: memory stays flat however many operations are queued. An
+            # operation that fails in this run is behind the window and waits for the next run.
+            while self.report.stopped is None:
+                ops = self.unit.open_operations(self.destination, operation, after_id=after, limit=WINDOW)
+                if not ops:
                     break
-            batches = [ops[i:i + spec.max_batch_size] for i in range(0, len(ops), spec.max_batch_size)]
-            gate = asyncio.Semaphore(self.concurrency)
-
-            async def one(batch: Sequence[StoredOp], op: str = operation,
-                          gate: asyncio.Semaphore = gate) -> None:
-                async with gate:
-                    if self.report.stopped is None:
-                        await self._send(op, batch)
-
-            results = await asyncio.gather(*(one(b) for b in batches), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, _Stop):
-                    raise result
+                after = ops[-1].id
+                await self._deliver_window(operation, spec, ops)
             if self.report.stopped is not None:
                 break
         return self.report
+
+    async def _deliver_window(self, operation: str, spec: OperationSpec, ops: list[StoredOp]) -> None:
+        if not spec.idempotent:
+            try:
+                ops = await self._resolve_unknown(operation, ops, spec.max_batch_size)
+            except _Stop:
+                return
+        batches = [ops[i:i + spec.max_batch_size] for i in range(0, len(ops), spec.max_batch_size)]
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(batch: Sequence[StoredOp]) -> None:
+            async with gate:
+                if self.report.stopped is None:
+                    await self._send(operation, batch)
+
+        results = await asyncio.gather(*(one(b) for b in batches), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, _Stop):
+                raise result
 
     async def _resolve_unknown(self, operation: str, ops: list[StoredOp], size: int) -> list[StoredOp]:
         """Before creating again, ask the destination whether an unknown outcome actually happened. Those the

@@ -720,11 +720,16 @@ class Unit:
         ])
         return len(fresh)
 
-    def open_operations(self, destination: str, operation: str | None = None) -> list[StoredOp]:
+    def open_operations(self, destination: str, operation: str | None = None, *, after_id: int = 0,
+                        limit: int | None = None) -> list[StoredOp]:
+        """Open operations in outbox order; ``after_id``/``limit`` page through a large outbox."""
         t = OutboxRow.__table__
-        query = sa.select(t).where(t.c.destination == destination, t.c.status.in_(OPEN_STATUSES))
+        query = sa.select(t).where(t.c.destination == destination, t.c.status.in_(OPEN_STATUSES),
+                                   t.c.id > after_id)
         if operation is not None:
             query = query.where(t.c.operation == operation)
+        if limit is not None:
+            query = query.limit(limit)
         return [StoredOp(r.id, r.idempotency_key, r.destination, r.operation, r.target, r.payload_hash,
                          r.payload, r.status, r.attempts)
                 for r in self.conn.execute(query.order_by(t.c.id))]

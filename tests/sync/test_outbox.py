@@ -225,3 +225,17 @@ async def test_dead_letter_is_superseded_by_a_newer_desired_state(store: Store) 
         u.enqueue("pipe", plan([DesiredWrite("dest", "update", "t0", {"score": 99}, "r")], {}, {}).ops, None, NOW)
         assert u.dead_letters() == []
         assert [o.payload["score"] for o in u.open_operations("dest")] == [99]
+
+
+@pytest.mark.anyio
+async def test_outbox_is_read_a_window_at_a_time(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queue larger than the read window is delivered completely, window after window, in outbox order."""
+    import sync.outbox
+
+    monkeypatch.setattr(sync.outbox, "WINDOW", 5)
+    _enqueue(store, 12)
+    dest = ScriptedDestination()
+    outcomes, _ = await _deliver(store, dest)
+    assert outcomes == {"acknowledged": 12}
+    assert [len(t) for _, t in dest.calls] == [4, 1, 4, 1, 2]  # batches never span two windows
+    assert [t for _, targets in dest.calls for t in targets] == [f"t{i}" for i in range(12)]
