@@ -241,6 +241,13 @@ class ConnectorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @staticmethod
+    def http_base_url(value: str) -> str:
+        """For a ``base_url`` validator: an http(s) URL without a trailing slash, or a clear error."""
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
 
 class Connector(ABC):
     """Base of every connector. Sub-classes set the class variables and implement the I/O methods."""

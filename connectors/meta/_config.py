@@ -36,9 +36,7 @@ class MetaConfig(ConnectorConfig):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/")
+        return cls.http_base_url(value)
 
     @field_validator("ad_account_id")
     @classmethod
