@@ -399,64 +399,70 @@ async def run_cycle(
     pipe = settings.pipelines[name]
     now = clock()
     report = CycleReport(pipeline=name, dry_run=dry_run, started_at=now)
-    transports = transports or {}
-    retry = retry_settings(settings)
-    built: dict[str, Connector] = {}
-    for conn_name in {pipe.source, pipe.destination}:
-        built[conn_name] = build_connector(settings.connections[conn_name], conn_name, retry,
-                                           transport=transports.get(conn_name), timing=timing)
-    if model is None and score:
-        model = load_model(settings)
     # A dry run changes nothing, so it needs no lock (and creates no lock file); a real run holds it
-    # throughout, and an overlapping trigger is recorded as skipped.
+    # throughout, and an overlapping trigger is recorded as skipped before anything is built or loaded.
     held = contextlib.ExitStack()
     try:
         if not dry_run:
             held.enter_context(pipeline_lock(store, name))
     except PipelineBusy as exc:
-        for connector in built.values():
-            with contextlib.suppress(RuntimeError):
-                await connector.http.client.aclose()
-        report.status = "skipped"
-        report.errors.append(str(exc))
-        report.finished_at = clock()
-        with store.unit() as unit:
-            run_id = unit.start_run(name, now, dry_run=False)
-            unit.finish_run(run_id, report.finished_at, "skipped", {}, str(exc))
-        report.run_id = run_id
-        return report
-    try:
-        with held, store.unit(dry_run=dry_run) as unit:
-            if not dry_run:
-                unit.close_abandoned_runs(name, now)
-            report.run_id = unit.start_run(name, now, dry_run=dry_run)
-            cycle = Cycle(settings, name, unit, report, clock=clock, now=now, source=built[pipe.source],
-                          destination=built[pipe.destination], model=model, scoring_on=score)
-            try:
-                cycle.check_destination()
-                mark = time.perf_counter()
-                await cycle.pull()
-                report.seconds["pull"] = time.perf_counter() - mark
-                mark = time.perf_counter()
-                cycle.score()  # plans and enqueues batch by batch
-                report.plan = cycle.planned.summary()
-                report.seconds["score"] = time.perf_counter() - mark - cycle.plan_seconds
-                report.seconds["plan"] = cycle.plan_seconds
+        return _skipped(store, report, clock, exc)
+    with held:
+        transports = transports or {}
+        retry = retry_settings(settings)
+        built = {conn_name: build_connector(settings.connections[conn_name], conn_name, retry,
+                                            transport=transports.get(conn_name), timing=timing)
+                 for conn_name in {pipe.source, pipe.destination}}
+        if model is None and score:
+            model = load_model(settings)
+        try:
+            with store.unit(dry_run=dry_run) as unit:
                 if not dry_run:
-                    mark = time.perf_counter()
-                    await cycle.deliver()
-                    report.seconds["deliver"] = time.perf_counter() - mark
-                report.status = "partial" if report.errors else "succeeded"
-            except FixConfiguration as exc:
-                report.status = "failed"
-                report.errors.append(str(exc))
-            report.finished_at = clock()
-            unit.finish_run(report.run_id, report.finished_at, report.status, _counts(report),
-                            "; ".join(report.errors) or None)
-    finally:
-        for connector in built.values():
-            with contextlib.suppress(RuntimeError):
-                await connector.http.client.aclose()
+                    unit.close_abandoned_runs(name, now)
+                report.run_id = unit.start_run(name, now, dry_run=dry_run)
+                cycle = Cycle(settings, name, unit, report, clock=clock, now=now, source=built[pipe.source],
+                              destination=built[pipe.destination], model=model, scoring_on=score)
+                await _run_steps(cycle, report, dry_run=dry_run)
+                report.finished_at = clock()
+                unit.finish_run(report.run_id, report.finished_at, report.status, _counts(report),
+                                "; ".join(report.errors) or None)
+        finally:
+            for connector in built.values():
+                with contextlib.suppress(RuntimeError):
+                    await connector.http.client.aclose()
+    return report
+
+
+async def _run_steps(cycle: Cycle, report: CycleReport, *, dry_run: bool) -> None:
+    """Pull, score (planning batch by batch), deliver; each step's seconds go into the report."""
+    try:
+        cycle.check_destination()
+        mark = time.perf_counter()
+        await cycle.pull()
+        report.seconds["pull"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        cycle.score()  # plans and enqueues batch by batch
+        report.plan = cycle.planned.summary()
+        report.seconds["score"] = time.perf_counter() - mark - cycle.plan_seconds
+        report.seconds["plan"] = cycle.plan_seconds
+        if not dry_run:
+            mark = time.perf_counter()
+            await cycle.deliver()
+            report.seconds["deliver"] = time.perf_counter() - mark
+        report.status = "partial" if report.errors else "succeeded"
+    except FixConfiguration as exc:
+        report.status = "failed"
+        report.errors.append(str(exc))
+
+
+def _skipped(store: Store, report: CycleReport, clock: Clock, busy: PipelineBusy) -> CycleReport:
+    """Record a trigger that found its pipeline running: a run row with status ``skipped`` and why."""
+    report.status = "skipped"
+    report.errors.append(str(busy))
+    report.finished_at = clock()
+    with store.unit() as unit:
+        report.run_id = unit.start_run(report.pipeline, report.started_at, dry_run=False)
+        unit.finish_run(report.run_id, report.finished_at, "skipped", {}, str(busy))
     return report
 
 
