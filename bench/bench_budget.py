@@ -29,13 +29,11 @@ import asyncio
 import contextlib
 import json
 import math
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from _serve import serving
 
 TOKEN = "bench-token"
 BATCH = 100
@@ -76,30 +74,9 @@ SCENARIOS = (
 )
 
 
-@contextlib.contextmanager
-def sandbox_process(spec: dict[str, Any]) -> Iterator[str]:
-    """The sandbox in its own process; yields its base URL once it answers."""
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port), json.dumps(spec)])
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"{base_url}/_bench/stats", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the sandbox process did not start") from None
-                time.sleep(0.2)
-        yield base_url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def sandbox_process(spec: dict[str, Any]) -> contextlib.AbstractContextManager[str]:
+    """The sandbox in its own process; its base URL once it answers."""
+    return serving(SERVER, json.dumps(spec))
 
 
 async def push(base_url: str, changed: int) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _serve import serving
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 TOKEN = "bench-token"
@@ -133,28 +134,11 @@ def _sandbox_process(contacts: int) -> Iterator[tuple[str, Callable[[], int]]]:
     """The sandbox in its own process, so the agent's CPU and memory are measured alone."""
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(contacts), NOW.isoformat(), TOKEN])
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:  # generating 100k contacts takes a while; poll until the port answers
-            try:
-                httpx.get(f"{base_url}/_bench/stats", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the sandbox process did not start") from None
-                time.sleep(0.5)
+    with serving(SERVER, str(contacts), NOW.isoformat(), TOKEN, wait=300) as base_url:
         def writes() -> int:
             return int(httpx.get(f"{base_url}/_bench/stats").json()["write_calls"])
 
         yield base_url, writes
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def main() -> None:
