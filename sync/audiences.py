@@ -483,7 +483,7 @@ def audience_writes(spec: AudienceSpec, decisions: AudienceDecisions,
     for decision, operation in [*((d, ADD_OPERATION) for d in decisions.adds),
                                 *((d, REMOVE_OPERATION) for d in decisions.removes)]:
         ids = identifiers.get(decision.person, {})
-        unknown = sorted(set(ids) - set(SCHEMA_KEYS))
+        unknown = sorted(set(ids) - set(SCHEMA_KEYS) - {"consent"})
         if unknown:
             raise ValueError(f"unknown identifier field(s) {unknown} for {decision.person}; "
                              f"known: {sorted(SCHEMA_KEYS)}")

@@ -159,12 +159,38 @@ def sync(ctx: click.Context, pipeline: str | None, dry_run: bool, as_json: bool)
 
 @main.command()
 @click.option("--pipeline", "-p", help="Pipeline whose store history to learn from.")
-@click.option("--out", type=click.Path(file_okay=False), help="Model folder (default: scoring.model_dir).")
+@click.option("--out", type=click.Path(file_okay=False), help="Model registry folder (default: scoring.model_dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print the model card as JSON.")
+@click.option("--challenger", is_flag=True, help="Register the new model as challenger; keep serving the champion.")
+@click.option("--version", "version", help="Version name (default: the training time, YYYYmmdd-HHMMSS).")
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
+              help="Train on an exported file instead of the store (needs --label and --out).")
+@click.option("--label", help="--csv: the column saying whether the row converted.")
+@click.option("--positive", help="--csv: the label value meaning converted (default: detected, e.g. yes/true/1).")
+@click.option("--drop", multiple=True, help="--csv: columns to leave out (repeatable or comma-separated).")
+@click.option("--sep", help="--csv: column separator (default: detected).")
+@click.option("--points", type=click.Path(exists=True, dir_okay=False),
+              help="--csv: TOML file of hand-written points rules, the baseline to beat.")
+@click.option("--allow-leaky", multiple=True, help="--csv: confirm a column the leakage guard flagged.")
+@click.option("--leak-auc", type=float, default=0.80, show_default=True,
+              help="--csv: single-column ROC-AUC from which the leakage guard flags a column.")
+@click.option("--split", type=click.Choice(["random", "ordered"]), default="random", show_default=True,
+              help="--csv: stratified random hold-out, or the last rows when the file is in time order.")
 @click.pass_context
 @_fail_cleanly
-def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bool) -> None:
-    """Train a lead model from the store's history and export it as ONNX with a model card."""
+def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bool, challenger: bool,
+          version: str | None, csv_path: str | None, label: str | None, positive: str | None,
+          drop: tuple[str, ...], sep: str | None, points: str | None, allow_leaky: tuple[str, ...],
+          leak_auc: float, split: str) -> None:
+    """Train a lead model (from the store's history, or from an exported file with --csv), gate it against
+    the points baseline, and export it as ONNX with a model card and an evaluation report."""
+    if csv_path is not None:
+        from sync._cli_models import train_csv_command
+
+        train_csv_command(csv_path=csv_path, label=label, drop=drop, sep=sep, positive=positive, points=points,
+                          allow_leaky=allow_leaky, leak_auc=leak_auc, split=split, out=out, version=version,
+                          challenger=challenger, as_json=as_json)
+        return
     from sync.report import render_training
     from sync.store import Store
     from sync.training import describe, train_from_store
@@ -173,7 +199,8 @@ def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bo
     name = _pipeline_name(settings, pipeline)
     store = Store(settings.store.url)
     store.create_all()
-    result = train_from_store(settings, name, store, now=datetime.now(UTC), out_dir=out)
+    result = train_from_store(settings, name, store, now=datetime.now(UTC), out_dir=out, version=version,
+                              challenger=challenger)
     store.close()
     click.echo(json.dumps(describe(result), indent=2, default=str) if as_json else render_training(result))
 
@@ -198,6 +225,137 @@ def status(ctx: click.Context, pipeline: str | None) -> None:
                        f"{run['started_at']:%Y-%m-%d %H:%M:%S}  {json.dumps(run['counts'], default=str)}")
         click.echo(f"outbox: {json.dumps(unit.outbox_counts())}")
     store.close()
+
+
+@main.command()
+@click.argument("person")
+@click.option("--pipeline", "-p", help="Pipeline whose source the person belongs to (default: the only one).")
+@click.option("--reveal", is_flag=True, help="Show personal data unmasked (an authorised audit only).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_fail_cleanly
+def explain(ctx: click.Context, person: str, pipeline: str | None, reveal: bool, as_json: bool) -> None:
+    """One person's whole story: record, score and reasons, consent, audiences, routing, holdouts, operations
+    and their outcomes, and the audit entries about them. Personal data is masked unless --reveal."""
+    from sync import audit
+    from sync.explain import explain as story_of
+    from sync.masking import mask_record
+    from sync.store import Store, store_ready
+
+    settings = _settings(ctx)
+    source = settings.pipelines[_pipeline_name(settings, pipeline)].source
+    if not store_ready(settings.store.url):
+        raise click.ClickException("no runs yet: nothing to explain")
+    store = Store(settings.store.url)
+    with store.unit(dry_run=True) as unit:
+        story = story_of(unit, source, person, reveal=reveal)
+        if story is not None:
+            entries = audit.read(unit.conn, subject=person)
+            story["audit"] = [dict(mask_record({"id": e.id, "at": e.at.isoformat(), "kind": e.kind, **e.data},
+                                               reveal=reveal)) for e in entries]
+    store.close()
+    if story is None:
+        raise click.ClickException(f"no lead {person!r} in source {source!r}")
+    click.echo(json.dumps(story, indent=2, default=str) if as_json else _render_story(story))
+
+
+def _render_story(story: dict[str, Any]) -> str:
+    lead, score = story["lead"], story["score"]
+    lines = [f"{story['person']}: {lead.get('first_name') or ''} {lead.get('last_name') or ''} <{lead.get('email')}>"
+             f"  owner {lead.get('owner_id')}  account {lead.get('account_key')}"]
+    if score:
+        lines.append(f"  score {score['score']} (band {score['band']}, p={score['probability']:.3f}, model "
+                     f"{score['model_version']}, {score['scored_at']})")
+        lines += [f"    + {r}" for r in score["reasons_positive"][:3]]
+        lines += [f"    - {r}" for r in score["reasons_negative"][:3]]
+    for c in story["consent"]:
+        lines.append(f"  consent {c['channel']}: {c['status']} from {c['effective_at']} ({c['source']})")
+    for m in story["audiences"]:
+        left = f", left {m['exited_at']}: {m['exit_reason']}" if m["exited_at"] else ""
+        lines.append(f"  audience {m['audience']}: entered {m['entered_at']}: {m['entry_reason']}{left}")
+    for r in story["routing"]:
+        lines.append(f"  routing {r['rule']}: {r['status']} to {r['rep_id']} "
+                     f"(attempt {r['attempt']}, due {r['due_at']})")
+    for h in story["holdouts"]:
+        lines.append(f"  holdout {h['rule']}: {'control' if h['control'] else 'treated'} ({h['share']:.0%})")
+    for o in story["operations"]:
+        error = f" — {o['last_error']}" if o["last_error"] else ""
+        lines.append(f"  op #{o['id']} {o['operation']} → {o['destination']}: {o['status']}{error} ({o['reason']})")
+    lines.append(f"  audit: {len(story.get('audit', []))} entries (--json shows them)")
+    return "\n".join(lines)
+
+
+@main.group()
+def report() -> None:
+    """Reports over what the cycles stored."""
+
+
+@report.command("lift")
+@click.option("--pipeline", "-p", help="Pipeline whose source's conversions count (default: the only one).")
+@click.option("--rule", help="One holdout rule (e.g. routing:sdr or audience:hot_leads); default: all.")
+@click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_fail_cleanly
+def report_lift(ctx: click.Context, pipeline: str | None, rule: str | None, confidence: float, as_json: bool) -> None:
+    """Conversion of treated against control per holdout rule, with a confidence interval."""
+    from sync.explain import lift_report
+    from sync.store import Store, store_ready
+
+    settings = _settings(ctx)
+    source = settings.pipelines[_pipeline_name(settings, pipeline)].source
+    if not store_ready(settings.store.url):
+        raise click.ClickException("no runs yet: no holdouts to compare")
+    store = Store(settings.store.url)
+    with store.unit(dry_run=True) as unit:
+        rows = lift_report(unit, source, rule=rule, confidence=confidence)
+    store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no holdout decisions recorded yet")
+    for r in rows:
+        head = (f"{r['rule']}: treated {r['treated_converted']}/{r['treated']}, "
+                f"control {r['control_converted']}/{r['control']}")
+        if "note" in r:
+            click.echo(f"{head} — {r['note']}")
+            continue
+        low, high = r["difference_ci"]
+        verdict = "significant" if r["significant"] else "not significant"
+        click.echo(f"{head}; difference {r['difference']:+.2%} ({r['confidence']:.0%} CI {low:+.2%} … {high:+.2%}, "
+                   f"{verdict})")
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The hash-chained log of every decision and operation."""
+
+
+@audit_group.command("verify")
+@click.option("--head", "known_head", help="A head hash copied elsewhere earlier: it must still be in the chain.")
+@click.pass_context
+@_fail_cleanly
+def audit_verify(ctx: click.Context, known_head: str | None) -> None:
+    """Walk the whole log; exit 5 if any entry was altered or removed (each problem is named)."""
+    from sync import audit
+    from sync.store import Store, store_ready
+
+    settings = _settings(ctx)
+    if not store_ready(settings.store.url):
+        click.echo("no audit log yet")
+        return
+    store = Store(settings.store.url)
+    with store.unit(dry_run=True) as unit:
+        result = audit.verify(unit.conn, unit.dialect, known_head=known_head)
+    store.close()
+    if result.ok:
+        click.echo(f"audit log intact: {result.checked} entries, {result.anchors} anchors, head {result.head_hash}")
+        return
+    for problem in result.problems:
+        click.echo(f"  {problem}", err=True)
+    click.echo(f"audit log TAMPERED: {len(result.problems)} problem(s) in {result.checked} entries", err=True)
+    sys.exit(5)
 
 
 @main.group()
@@ -334,3 +492,12 @@ def demo(contacts: int, workdir: str, seed: int) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# Model commands live in their own module (registered here so `leadrelay --help` lists them; the module
+# imports nothing heavy at import time).
+from sync._cli_models import model as _model_group  # noqa: E402
+from sync._cli_models import score as _score_command  # noqa: E402
+
+main.add_command(_score_command)
+main.add_command(_model_group)

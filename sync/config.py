@@ -13,11 +13,16 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import ConnectorConfig, LeadrelayError
+
+if TYPE_CHECKING:
+    from sync.audiences import AudienceSpec
+    from sync.consent import ConsentPolicy
+    from sync.routing import RoutingSpec
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_STORE_URL = "sqlite:///.leadrelay/leadrelay.db"
@@ -105,6 +110,14 @@ class PipelineSettings(_Strict):
     min_score_change: int = Field(1, ge=0, le=98)
     activity_retention_days: int = Field(180, ge=1)
     follow_up: FollowUpSettings | None = None
+    audiences: tuple[str, ...] = ()   # names of [audiences.*] tables this pipeline keeps
+    routing: str | None = None        # name of the [routing.*] rule that routes this pipeline's leads
+
+    @model_validator(mode="after")
+    def _one_follow_up(self) -> PipelineSettings:
+        if self.routing is not None and self.follow_up is not None:
+            raise ValueError("follow_up: routing creates the follow-up tasks; remove follow_up or routing")
+        return self
 
 
 class ConnectionSettings(_Strict):
@@ -120,6 +133,10 @@ class Settings(_Strict):
     scoring: ScoringSettings = ScoringSettings()
     connections: dict[str, ConnectionSettings]
     pipelines: dict[str, PipelineSettings]
+    # Decision tables, validated by their own modules in parse() (sync.consent, sync.audiences, sync.routing).
+    consent: dict[str, Any] = Field(default_factory=dict)
+    audiences: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    routing: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _pipelines_name_connections(self) -> Settings:
@@ -129,9 +146,36 @@ class Settings(_Strict):
                 target = getattr(pipe, role)
                 if target not in self.connections:
                     problems.append(f"pipelines.{name}.{role}: no connection named {target!r}")
+            problems += [f"pipelines.{name}.audiences: no audience named {a!r} (define [audiences.{a}])"
+                         for a in pipe.audiences if a not in self.audiences]
+            if pipe.routing is not None and pipe.routing not in self.routing:
+                problems.append(f"pipelines.{name}.routing: no routing rule named {pipe.routing!r} "
+                                f"(define [routing.{pipe.routing}])")
+        for name, table in self.audiences.items():
+            destination = table.get("destination")
+            if isinstance(destination, str) and destination not in self.connections:
+                problems.append(f"audiences.{name}.destination: no connection named {destination!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def consent_policy(self) -> ConsentPolicy:
+        from sync.consent import ConsentPolicy
+
+        return ConsentPolicy.from_mapping(self.consent)
+
+    def audience(self, name: str) -> tuple[AudienceSpec, float]:
+        """The audience's spec and its holdout share (the control share decided but never added)."""
+        from sync.audiences import AudienceSpec
+
+        table = dict(self.audiences[name])
+        share = table.pop("holdout_share", 0.0)
+        return AudienceSpec.from_mapping(name, table), share
+
+    def routing_rule(self, name: str) -> RoutingSpec:
+        from sync.routing import RoutingSpec
+
+        return RoutingSpec.from_mapping(self.routing[name], name=name)
 
 
 def _interpolate(value: Any, path: str, problems: list[str], env: Mapping[str, str]) -> Any:
@@ -210,7 +254,39 @@ def parse(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, sourc
         FeatureSpec.from_mapping(settings.scoring.feature_mapping())
     except FeatureSpecError as exc:
         raise ConfigError([f"scoring.{exc.path}: {exc.problem}"], source=source) from None
+    problems = _decision_problems(settings)
+    if problems:
+        raise ConfigError(problems, source=source)
     return settings
+
+
+def _decision_problems(settings: Settings) -> list[str]:
+    """Every problem of the [consent], [audiences.*] and [routing.*] tables, each with its key path."""
+    from sync.audiences import AudienceSpecError
+    from sync.consent import PolicyError
+    from sync.routing import RoutingSpecError
+
+    problems: list[str] = []
+    try:
+        settings.consent_policy()
+    except PolicyError as exc:
+        problems += [f"consent.{path}: {problem}" for path, problem in exc.problems]
+    for name, table in settings.audiences.items():
+        share = table.get("holdout_share", 0.0)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+            problems.append(f"audiences.{name}.holdout_share: must be a fraction from 0 up to (not including) 1, "
+                            f"got {share!r}")
+            continue
+        try:
+            settings.audience(name)
+        except AudienceSpecError as exc:
+            problems += [f"audiences.{name}.{path}: {problem}" for path, problem in exc.problems]
+    for name in settings.routing:
+        try:
+            settings.routing_rule(name)
+        except RoutingSpecError as exc:
+            problems.append(f"routing.{name}.{exc}")
+    return problems
 
 
 def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:

@@ -55,7 +55,13 @@ class _Stop(Exception):
 
 
 def _record(op: StoredOp) -> WriteRecord:
-    return WriteRecord(target=op.target, idempotency_key=op.idempotency_key, payload=op.payload)
+    return WriteRecord(target=object_id(op.target), idempotency_key=op.idempotency_key, payload=op.payload)
+
+
+def object_id(target: str) -> str:
+    """The destination object a ledger target names: a target may add ``#<n>`` to tell apart several
+    operations on one object (a lead's first follow-up task and a reroute's), which the connector never sees."""
+    return target.partition("#")[0]
 
 
 class Deliverer:

@@ -25,6 +25,7 @@ from connectors.base import (
     Activity,
     Connector,
     ConnectorError,
+    ConsentChange,
     FixConfiguration,
     Lead,
     Page,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], datetime]
 Transports = Mapping[str, httpx.AsyncBaseTransport]
-STREAM_ORDER = ("accounts", "leads", "activities")
+STREAM_ORDER = ("accounts", "leads", "activities", "consent")
 SCORE_OPERATION = "update_lead"
 TASK_OPERATION = "create_task"
 # Pages are committed together with their cursor; committing every few thousand records instead of every
@@ -86,6 +87,9 @@ class CycleReport:
     scoring_note: str | None = None
     plan: dict[str, Any] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    operations: list[dict[str, Any]] = field(default_factory=list)  # the whole plan (dry runs only)
+    decisions: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     delivery: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
@@ -99,7 +103,8 @@ class CycleReport:
             "read": dict(self.read), "changed": dict(self.changed), "quarantined": self.quarantined,
             "quarantine_samples": self.quarantine_samples, "scored": self.scored,
             "model_version": self.model_version, "scoring_note": self.scoring_note, "plan": self.plan,
-            "samples": self.samples, "delivery": self.delivery, "errors": self.errors,
+            "samples": self.samples, "operations": self.operations, "decisions": self.decisions,
+            "warnings": self.warnings, "delivery": self.delivery, "errors": self.errors,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -159,7 +164,8 @@ class Cycle:
 
     def __init__(self, settings: Settings, name: str, unit: Unit, report: CycleReport, *, clock: Clock,
                  now: datetime, source: Connector, destination: Connector,
-                 model: ScoringModel | None, scoring_on: bool = True) -> None:
+                 model: ScoringModel | None, scoring_on: bool = True,
+                 destinations: Mapping[str, Connector] | None = None) -> None:
         self.settings = settings
         self.name = name
         self.pipe: PipelineSettings = settings.pipelines[name]
@@ -169,24 +175,34 @@ class Cycle:
         self.now = now
         self.source = source
         self.destination = destination
+        # Every connection this pipeline writes to: its destination and its audiences' destinations.
+        self.destinations: dict[str, Connector] = {self.pipe.destination: destination, **(destinations or {})}
         self.model = model
         self.scoring_on = scoring_on
         self.affected: set[str] = set()
+        self.scored_keys: set[str] = set()
+        self._owners: dict[str, str] = {}
+        self.decisions: Any = None  # sync.decide.Decisions once decided
         self._changed_accounts: set[str] = set()
         self._uncommitted = 0
         self.planned = Plan(())
         self.plan_seconds = 0.0
 
     def check_destination(self) -> None:
-        """Refuse, before anything is read, a pipeline asking its destination for what it cannot do."""
-        operations = self.destination.capabilities.operations
-        wanted = ([SCORE_OPERATION] if self.pipe.push_scores else []) + \
-                 ([TASK_OPERATION] if self.pipe.follow_up is not None else [])
-        missing = [op for op in wanted if op not in operations]
-        if missing:
-            raise FixConfiguration(
-                f"pipelines.{self.name}: destination {self.pipe.destination!r} cannot {', '.join(missing)} "
-                f"(it offers: {', '.join(operations) or 'no write operations'})")
+        """Refuse, before anything is read, a pipeline asking a destination for what it cannot do."""
+        wanted: dict[str, list[str]] = {self.pipe.destination: (
+            ([SCORE_OPERATION] if self.pipe.push_scores or self.pipe.routing else [])
+            + ([TASK_OPERATION] if self.pipe.follow_up is not None or self.pipe.routing else []))}
+        for name in self.pipe.audiences:
+            destination = self.settings.audiences[name]["destination"]
+            wanted.setdefault(destination, []).extend(["audience_add", "audience_remove"])
+        for destination, ops in wanted.items():
+            operations = self.destinations[destination].capabilities.operations
+            missing = [op for op in dict.fromkeys(ops) if op not in operations]
+            if missing:
+                raise FixConfiguration(
+                    f"pipelines.{self.name}: destination {destination!r} cannot {', '.join(missing)} "
+                    f"(it offers: {', '.join(operations) or 'no write operations'})")
 
     # -- pull + store -------------------------------------------------------------------------------
 
@@ -215,6 +231,7 @@ class Cycle:
         leads = [r for r in page.records if isinstance(r, Lead)]
         accounts = [r for r in page.records if isinstance(r, Account)]
         activities = [r for r in page.records if isinstance(r, Activity)]
+        consent = [r for r in page.records if isinstance(r, ConsentChange)]
         self.report.read[stream] += len(page.records)
         # What a change makes due for rescoring is marked in the change's own transaction: ``affected`` only
         # lives as long as this run, and the cursor will not bring the change back to the next one.
@@ -234,6 +251,14 @@ class Cycle:
             self.affected |= touched
             self.unit.mark_for_rescore(src, touched)
             self.report.changed["activities"] += fresh
+        if consent:
+            from sync.decision_store import save_consent
+
+            stored = save_consent(self.unit, src, consent, self.now)
+            self.report.changed["consent"] += stored
+            if stored:
+                touched = {c.lead_key for c in consent}
+                self.affected |= touched
         if page.quarantined:
             self.unit.quarantine(src, page.quarantined, self.report.run_id, self.now)
             self.report.quarantined += len(page.quarantined)
@@ -268,6 +293,12 @@ class Cycle:
         since = self.now - timedelta(days=self.pipe.activity_retention_days)
         step = self.settings.scoring.batch_size
         self.report.model_version = self.model.version
+        if self.pipe.routing is not None:
+            from sync.decision_store import owners_by_lead
+
+            # Every score update of a routed lead carries its owner, so a score-only write queued later can
+            # never supersede an owner write still waiting in the outbox.
+            self._owners = owners_by_lead(self.unit, [self.pipe.routing])
         for start in range(0, len(keys), step):
             chunk = keys[start:start + step]
             leads = self.unit.load_leads(src, chunk)
@@ -290,15 +321,22 @@ class Cycle:
                              "scored_at": self.now})
                 if self.pipe.push_scores:
                     top = f": {positive[0]}" if positive else ""
+                    payload = {"score": s.score, "band": s.band, "reasons": list(positive),
+                               "model_version": s.model_version, "scored_at": self.now.isoformat()}
+                    if subject.key in self._owners:
+                        payload["owner_id"] = self._owners[subject.key]
                     desired.append(DesiredWrite(
                         destination=self.pipe.destination, operation=SCORE_OPERATION, target=subject.key,
-                        payload={"score": s.score, "band": s.band, "reasons": list(positive),
-                                 "model_version": s.model_version, "scored_at": self.now.isoformat()},
-                        reason=f"scored {s.score} (band {s.band}){top}",
+                        payload=payload, reason=f"scored {s.score} (band {s.band}){top}",
                     ))
             if self.pipe.follow_up is not None:
                 desired.extend(self._follow_ups(leads, rows))
             self.unit.save_scores(src, rows)
+            self.unit.audit([("score", r["lead_key"], {"score": r["score"], "band": r["band"],
+                                                       "probability": round(float(r["probability"]), 6),
+                                                       "model_version": r["model_version"],
+                                                       "reasons": r["reasons_positive"][:3]}) for r in rows], self.now)
+            self.scored_keys.update(chunk)
             self.report.scored += len(rows)
             self.plan(desired)  # commits the scores together with the operations they call for
 
@@ -318,7 +356,7 @@ class Cycle:
                      "reasons": "; ".join(row["reasons_positive"][:3]) or "none given"}
             payload = {"subject": rule.subject.format(**words), "body": rule.body.format(**words),
                        "due_at": (self.now + timedelta(hours=rule.due_hours)).isoformat(),
-                       "priority": rule.priority, "status": "NOT_STARTED", "type": "TODO"}
+                       "priority": rule.priority}
             if lead.get("owner_id"):
                 payload["owner_id"] = lead["owner_id"]
             out.append(DesiredWrite(destination=self.pipe.destination, operation=TASK_OPERATION,
@@ -338,6 +376,24 @@ class Cycle:
             return quick
         return self.model.score(frame, reason_rows=changed)
 
+    # -- decide -------------------------------------------------------------------------------------
+
+    def decide(self) -> None:
+        """Consent, routing, audiences and holdouts (sync.decide); their writes are planned like scores'."""
+        if self.pipe.routing is None and not self.pipe.audiences:
+            return
+        if self.model is None or not self.scoring_on:
+            # Routing and audiences act on scores; without this run's scores they would act on stale ones.
+            self.report.warnings.append("no scores this run: routing and audiences were not decided")
+            return
+        from sync.decide import Decide
+
+        decisions = Decide(self, self.settings.consent_policy()).run(self.scored_keys)
+        self.unit.audit(decisions.audit, self.now)
+        self.report.decisions = decisions.as_dict()
+        self.report.warnings.extend(decisions.warnings)
+        self.decisions = decisions
+
     # -- plan + enqueue -----------------------------------------------------------------------------
 
     def plan(self, desired: list[DesiredWrite]) -> Plan:
@@ -345,8 +401,8 @@ class Cycle:
         cycle's plan summary."""
         mark = time.perf_counter()
         slots = {(d.destination, d.operation) for d in desired}
-        operations = self.destination.capabilities.operations
-        once = {op for op, spec in operations.items() if not spec.idempotent}
+        once = {op for name in {d.destination for d in desired}
+                for op, spec in self.destinations[name].capabilities.operations.items() if not spec.idempotent}
         ledger: dict[tuple[str, str], Mapping[str, LedgerEntry]] = {}
         queued: dict[tuple[str, str], Mapping[str, str]] = {}
         for slot in slots:
@@ -359,6 +415,9 @@ class Cycle:
         result = plan(desired, ledger, queued, create_once=once,
                       material={SCORE_OPERATION: score_moved(self.pipe.min_score_change)})
         self.unit.enqueue(self.name, result.ops, self.report.run_id, self.clock())
+        self.unit.audit([("operation", op.target, {"key": op.idempotency_key, "destination": op.destination,
+                                                   "operation": op.operation, "reason": op.reason})
+                         for op in result.ops], self.now)
         self.unit.checkpoint()
         self.planned = self.planned.combined(result)
         self.report.plan = self.planned.summary()
@@ -366,18 +425,22 @@ class Cycle:
             {"destination": op.destination, "operation": op.operation, "target": op.target,
              "reason": op.reason, "payload": dict(op.payload)}
             for op in result.ops[:max(0, SAMPLES - len(self.report.samples))])
+        if self.unit.dry_run:  # an audit shows the whole plan, operation by operation
+            self.report.operations.extend(
+                {"destination": op.destination, "operation": op.operation, "target": op.target,
+                 "idempotency_key": op.idempotency_key, "reason": op.reason} for op in result.ops)
         self.plan_seconds += time.perf_counter() - mark
         return result
 
     # -- deliver ------------------------------------------------------------------------------------
 
     async def deliver(self) -> None:
-        deliverer = Deliverer(self.unit, self.destination, self.pipe.destination, clock=self.clock)
-        result = await deliverer.deliver()
-        self.report.delivery.append(result.as_dict())
-        self.report.errors.extend(f"deliver {self.pipe.destination}: {error}" for error in result.errors)
-        if result.stopped:
-            self.report.errors.append(f"deliver {self.pipe.destination}: {result.stopped}")
+        for name, connector in self.destinations.items():
+            result = await Deliverer(self.unit, connector, name, clock=self.clock).deliver()
+            self.report.delivery.append(result.as_dict())
+            self.report.errors.extend(f"deliver {name}: {error}" for error in result.errors)
+            if result.stopped:
+                self.report.errors.append(f"deliver {name}: {result.stopped}")
 
 
 async def run_cycle(
@@ -410,9 +473,10 @@ async def run_cycle(
     with held:
         transports = transports or {}
         retry = retry_settings(settings)
+        writes_to = [pipe.destination, *(settings.audiences[a]["destination"] for a in pipe.audiences)]
         built = {conn_name: build_connector(settings.connections[conn_name], conn_name, retry,
                                             transport=transports.get(conn_name), timing=timing)
-                 for conn_name in {pipe.source, pipe.destination}}
+                 for conn_name in dict.fromkeys([pipe.source, *writes_to])}
         if model is None and score:
             model = load_model(settings)
         try:
@@ -420,10 +484,18 @@ async def run_cycle(
                 if not dry_run:
                     unit.close_abandoned_runs(name, now)
                 report.run_id = unit.start_run(name, now, dry_run=dry_run)
+                if dry_run:
+                    unit.ensure_schema()  # after start_run: the transaction is open, so this is rolled back too
+                unit.audit_context = (name, report.run_id)
                 cycle = Cycle(settings, name, unit, report, clock=clock, now=now, source=built[pipe.source],
-                              destination=built[pipe.destination], model=model, scoring_on=score)
+                              destination=built[pipe.destination], model=model, scoring_on=score,
+                              destinations={n: built[n] for n in writes_to})
                 await _run_steps(cycle, report, dry_run=dry_run)
                 report.finished_at = clock()
+                if not dry_run:
+                    from sync import audit
+
+                    audit.anchor(unit.conn, unit.dialect, report.finished_at)
                 unit.finish_run(report.run_id, report.finished_at, report.status, _counts(report),
                                 "; ".join(report.errors) or None)
         finally:
@@ -442,8 +514,11 @@ async def _run_steps(cycle: Cycle, report: CycleReport, *, dry_run: bool) -> Non
         report.seconds["pull"] = time.perf_counter() - mark
         mark = time.perf_counter()
         cycle.score()  # plans and enqueues batch by batch
-        report.plan = cycle.planned.summary()
         report.seconds["score"] = time.perf_counter() - mark - cycle.plan_seconds
+        mark, planned = time.perf_counter(), cycle.plan_seconds
+        cycle.decide()
+        report.seconds["decide"] = time.perf_counter() - mark - (cycle.plan_seconds - planned)
+        report.plan = cycle.planned.summary()
         report.seconds["plan"] = cycle.plan_seconds
         if not dry_run:
             mark = time.perf_counter()

@@ -286,6 +286,9 @@ class Store:
         return self.engine.dialect.name
 
     def create_all(self) -> None:
+        import sync.audit
+        import sync.decision_store  # noqa: F401 - registers the decisions' and the audit log's tables
+
         SQLModel.metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             stmt = _upsert(self.dialect, MetaRow.__table__, [{"key": "schema_version",
@@ -426,6 +429,18 @@ class Unit:
         self.conn = conn
         self.dialect = dialect
         self.dry_run = dry_run
+        # (pipeline, run id) once a cycle runs in this unit: what it records goes to the audit log too.
+        self.audit_context: tuple[str, int | None] | None = None
+
+    def audit(self, entries: Sequence[tuple[str, str, Mapping[str, Any]]], now: datetime) -> None:
+        """Append (kind, subject, data) entries to the hash-chained audit log, in this transaction."""
+        if self.audit_context is None or not entries:
+            return
+        from sync import audit
+
+        pipeline, run_id = self.audit_context
+        audit.append(self.conn, self.dialect, pipeline, run_id,
+                     [audit.AuditEntry(kind, subject, data, now) for kind, subject, data in entries])
 
     def _chunks(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         """Key lists in slices one statement can carry: a few thousand on PostgreSQL (one array parameter),
@@ -438,6 +453,14 @@ class Unit:
         if self.dialect == "postgresql":
             return column == sa.any_(sa.literal(list(values), postgresql.ARRAY(column.type)))
         return column.in_(values)
+
+    def ensure_schema(self) -> None:
+        """Create missing tables inside this unit's open transaction (a dry run against a store from an
+        older version: the tables exist for the run's own reads and are rolled back with everything else)."""
+        import sync.audit
+        import sync.decision_store  # noqa: F401 - registers the decisions' and the audit log's tables
+
+        SQLModel.metadata.create_all(self.conn)
 
     def checkpoint(self) -> None:
         """Make what is done durable (a real run) — a dry run keeps everything for the final rollback."""
@@ -697,6 +720,9 @@ class Unit:
             self.conn.execute(t.update().where(t.c.id == sa.bindparam("op_id")).values(
                 status="acknowledged", remote_id=sa.bindparam("rid"), updated_at=_naive(now), last_error=None),
                 with_remote)
+        self.audit([("outcome", op.target, {"key": op.idempotency_key, "destination": op.destination,
+                                            "operation": op.operation, "outcome": "acknowledged",
+                                            "remote_id": remote_id}) for op, remote_id in acks], now)
 
     # -- outbox -------------------------------------------------------------------------------------
 
@@ -774,6 +800,9 @@ class Unit:
         if not updates:
             return
         t = OutboxRow.__table__
+        self.audit([("outcome", op.target, {"key": op.idempotency_key, "destination": op.destination,
+                                            "operation": op.operation, "outcome": status, "reason": reason})
+                    for op, status, reason in updates], now)
         groups: dict[tuple[str, str | None], list[int]] = {}
         for op, status, reason in updates:  # one statement per distinct outcome, not per record
             groups.setdefault((status, reason), []).append(op.id)

@@ -11,9 +11,9 @@ from dataclasses import fields
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from connectors.base import Account, ActivityType, Budget, ConnectorConfig, Lead, RateLimit
+from connectors.base import Account, ActivityType, Budget, ConnectorConfig, ConsentStatus, Lead, RateLimit
 
 DEFAULT_CONTACT_FIELDS: dict[str, str] = {
     "email": "email",
@@ -54,6 +54,38 @@ DEFAULT_SCORE_PROPERTIES: dict[str, str] = {
     "reasons": "leadrelay_reasons",
     "model_version": "leadrelay_model_version",
     "scored_at": "leadrelay_scored_at",
+}
+
+
+class ConsentProperty(BaseModel):
+    """A contact property that records one consent channel, and what its values mean.
+
+    ``values`` maps the property's text (compared case-insensitively) to ``granted``, ``denied`` or
+    ``unknown``; an empty or unlisted value yields no change. HubSpot keeps no per-property time in search
+    results, so a change takes effect at the contact's last modification.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    property: str = Field(min_length=1)
+    values: dict[str, ConsentStatus]
+
+    @field_validator("values")
+    @classmethod
+    def _folded(cls, value: dict[str, ConsentStatus]) -> dict[str, ConsentStatus]:
+        if not value:
+            raise ValueError("must map at least one property value to granted, denied or unknown")
+        return {k.strip().casefold(): v for k, v in value.items()}
+
+
+# hs_email_optout is HubSpot's own "unsubscribed from all email"; the ads and sales channels have no standard
+# property, so the defaults name portal properties leadrelay documents (create them, or map your own).
+DEFAULT_CONSENT: dict[str, ConsentProperty] = {
+    "email": ConsentProperty(property="hs_email_optout", values={"true": ConsentStatus.DENIED}),
+    "ads": ConsentProperty(property="leadrelay_ads_consent",
+                           values={"granted": ConsentStatus.GRANTED, "denied": ConsentStatus.DENIED}),
+    "sales_outreach": ConsentProperty(property="leadrelay_sales_consent",
+                                      values={"granted": ConsentStatus.GRANTED, "denied": ConsentStatus.DENIED}),
 }
 
 # ``key`` and ``updated_at`` come from the object id and the modified-date property, never from a mapping.
@@ -98,6 +130,10 @@ class HubSpotConfig(ConnectorConfig):
     conversion_date_property: str | None = "hs_lifecyclestage_opportunity_date"
     score_properties: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SCORE_PROPERTIES))
     task_key_property: str = Field("leadrelay_operation_key", min_length=1)
+    # Consent channels read from contact properties (channel -> property and value meanings); merged over the
+    # defaults, so naming only `ads` keeps the e-mail opt-out. `lawful_basis_property` holds the GDPR basis.
+    consent: dict[str, ConsentProperty] = Field(default_factory=lambda: dict(DEFAULT_CONSENT))
+    lawful_basis_property: str | None = "hs_legal_basis"
     # The burst window per app (Free/Starter 100, Professional/Enterprise 190, the limit pack 250 per 10 s);
     # the X-HubSpot-RateLimit-Max and -Interval-Milliseconds headers correct it on the first answer.
     rate_limit_requests: int = Field(100, ge=1)
@@ -134,6 +170,13 @@ class HubSpotConfig(ConnectorConfig):
     @classmethod
     def _score_properties(cls, value: Any) -> dict[str, str]:
         return _merged(DEFAULT_SCORE_PROPERTIES, value, frozenset(DEFAULT_SCORE_PROPERTIES), "score")
+
+    @field_validator("consent", mode="before")
+    @classmethod
+    def _consent(cls, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValueError("must be a table of channel = { property = ..., values = {...} }")
+        return {**DEFAULT_CONSENT, **value}
 
     @field_validator("event_types")
     @classmethod

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import Account, Activity, ActivityType, Lead, Quarantined, Record, Scalar
+from connectors.base import Account, Activity, ActivityType, ConsentChange, Lead, Quarantined, Record, Scalar
+
+from ._config import ConsentProperty
 
 CONTACT_MODIFIED = "lastmodifieddate"
 COMPANY_MODIFIED = "hs_lastmodifieddate"
@@ -117,8 +119,11 @@ def contact_records(
     fields: Mapping[str, str],
     extra: list[str],
     conversion_property: str | None,
+    consent: Mapping[str, ConsentProperty] | None = None,
+    basis_property: str | None = None,
 ) -> list[Record]:
-    """One contact → its Lead, plus a CONVERSION activity when the conversion date is set."""
+    """One contact → its Lead, a CONVERSION activity when the conversion date is set, and the consent its
+    properties record (one change per channel, effective at the contact's last modification)."""
     key = _id(row)
     props = _props(row)
     values: dict[str, Any] = {}
@@ -138,7 +143,38 @@ def contact_records(
         converted = parse_datetime(conversion_property, props.get(conversion_property))
         if converted is not None:
             records.append(Activity(f"{key}:conversion", key, ActivityType.CONVERSION, converted))
+    if consent:
+        records.extend(consent_changes(key, props, records[0].updated_at, consent, basis_property))
     return records
+
+
+# hs_legal_basis option labels -> the canonical lawful bases (GDPR Art. 6); other text passes through.
+_BASES = (("consent", "consent"), ("legitimate interest", "legitimate_interest"), ("contract", "contract"))
+
+
+def hubspot_basis(label: str | None) -> str | None:
+    """``"Legitimate interest – prospect/lead"`` → ``legitimate_interest``; ``"Not applicable"`` → ``None``."""
+    if not label or label.strip().casefold() == "not applicable":
+        return None
+    folded = label.casefold()
+    return next((basis for words, basis in _BASES if words in folded), label)
+
+
+def consent_changes(key: str, props: Mapping[str, Any], at: datetime, consent: Mapping[str, ConsentProperty],
+                    basis_property: str | None) -> list[ConsentChange]:
+    """The consent a contact's properties state; the change key names the status and time, so a re-read of
+    the same state is the same change."""
+    basis = hubspot_basis(_text(props.get(basis_property))) if basis_property else None
+    out = []
+    for channel, mapping in consent.items():
+        raw = _text(props.get(mapping.property))
+        status = mapping.values.get(raw.strip().casefold()) if raw else None
+        if status is None:
+            continue
+        stamp = at.isoformat(timespec="milliseconds")
+        out.append(ConsentChange(f"{key}:{channel}:{status.value}:{stamp}", key, channel, status, at,
+                                 basis, f"hubspot:{mapping.property}"))
+    return out
 
 
 def company_record(row: Mapping[str, Any], fields: Mapping[str, str]) -> Account:

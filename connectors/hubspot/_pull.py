@@ -121,13 +121,17 @@ class Puller:
     def _spec(self, stream: str) -> _ObjectSpec:
         cfg = self._config
         if stream == "leads":
-            props = [*cfg.contact_fields.values(), *cfg.extra_contact_properties, CONTACT_MODIFIED]
+            props = [*cfg.contact_fields.values(), *cfg.extra_contact_properties, CONTACT_MODIFIED,
+                     *(c.property for c in cfg.consent.values())]
             if cfg.conversion_date_property:
                 props.append(cfg.conversion_date_property)
+            if cfg.lawful_basis_property:
+                props.append(cfg.lawful_basis_property)
             return _ObjectSpec(
                 stream, "contacts", CONTACT_MODIFIED, _unique(props),
                 lambda row: contact_records(
-                    row, cfg.contact_fields, cfg.extra_contact_properties, cfg.conversion_date_property
+                    row, cfg.contact_fields, cfg.extra_contact_properties, cfg.conversion_date_property,
+                    cfg.consent, cfg.lawful_basis_property,
                 ),
             )
         props = [*cfg.company_fields.values(), COMPANY_MODIFIED]

@@ -34,6 +34,9 @@ TASK_PROPERTIES: dict[str, str] = {
     "owner_id": "hubspot_owner_id",
     "type": "hs_task_type",
 }
+# HubSpot's own enums, for tasks whose canonical payload does not say (it names subject, body, due date,
+# priority and owner): a new to-do, not started.
+TASK_DEFAULTS: dict[str, str] = {"hs_task_status": "NOT_STARTED", "hs_task_type": "TODO"}
 
 
 class BadPayload(ValueError):
@@ -185,7 +188,7 @@ class Writer:
         def build(record: WriteRecord) -> dict[str, Any]:
             if record.payload.get("due_at") is None:
                 raise BadPayload("due_at: missing (HubSpot requires hs_timestamp on a task)")
-            properties = _properties(record.payload, TASK_PROPERTIES)
+            properties = {**TASK_DEFAULTS, **_properties(record.payload, TASK_PROPERTIES)}
             properties[key_property] = record.idempotency_key
             return {
                 "properties": properties,

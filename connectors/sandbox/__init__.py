@@ -9,6 +9,17 @@ passes against the fake works against the real service.
   and the events API; :class:`HubSpotLimits` sets its rate budgets.
 * :class:`MetaSandbox` — Meta Marketing API custom-audience users (add/remove with sessions, hashed-row
   validation, matching against known people, per-ad-account throttling); :class:`MetaLimits` sets its budget.
+* :class:`SalesforceSandbox` — Salesforce REST: OAuth token endpoint (refresh-token and client-credentials grants,
+  no ``expires_in``), a SOQL subset with ``nextRecordsUrl`` paging, sObject Collections with per-record results,
+  single-record create/read/update, ``Sforce-Limit-Info`` and the daily API limit, session expiry on the clock,
+  assignment rules and ``Sforce-Auto-Assign``; :class:`SalesforceLimits` sets the daily limit.
+* :class:`GoogleAdsSandbox` — Google Ads Customer Match (OAuth token endpoint, offline user data jobs with their
+  state machine, partial failure, RESOURCE_EXHAUSTED with retryDelay, GAQL job status); :class:`GoogleAdsLimits`.
+* :class:`LinkedInSandbox` — LinkedIn DMP segment users (BATCH_CREATE, required headers, per-element statuses,
+  bare 429s); :class:`LinkedInLimits`.
+* :class:`MarketoSandbox` — Marketo REST: expiring identity tokens, leads, lead changes and activities by paging
+  token, static-list membership, HTTP-200 ``success:false`` envelopes (601/602/606/607/615), 413/414;
+  :class:`MarketoLimits`.
 * :class:`FaultSettings` — deterministic outages, 429 storms (and their length), latency and slow tails,
   dropped connections and resets before or after the effect, per-record failures, whole-batch rejections,
   a daily quota and another app sharing the budget; applied by every sandbox (the HubSpot one honours them
@@ -27,17 +38,29 @@ from __future__ import annotations
 
 from connectors.sandbox.faults import FaultSettings
 from connectors.sandbox.generator import Dataset, generate_dataset
+from connectors.sandbox.google_ads import GoogleAdsLimits, GoogleAdsSandbox
 from connectors.sandbox.hubspot import HubSpotLimits, HubSpotSandbox
+from connectors.sandbox.linkedin import LinkedInLimits, LinkedInSandbox
+from connectors.sandbox.marketo import MarketoLimits, MarketoSandbox
 from connectors.sandbox.meta import MetaLimits, MetaSandbox
+from connectors.sandbox.salesforce import SalesforceLimits, SalesforceSandbox
 from connectors.sandbox.server import serve_on_loopback
 
 __all__ = [
     "Dataset",
     "FaultSettings",
+    "GoogleAdsLimits",
+    "GoogleAdsSandbox",
     "HubSpotLimits",
     "HubSpotSandbox",
+    "LinkedInLimits",
+    "LinkedInSandbox",
+    "MarketoLimits",
+    "MarketoSandbox",
     "MetaLimits",
     "MetaSandbox",
+    "SalesforceLimits",
+    "SalesforceSandbox",
     "generate_dataset",
     "serve_on_loopback",
 ]

@@ -76,16 +76,14 @@ async def get_owner(sandbox: HubSpotSandbox, request: Request, params: Params) -
 # Associations (v4)
 
 
-def _association_record(
-    from_kind: str, from_id: str, to_kind: str, to_id: str, type_id: int
-) -> dict[str, Any]:
+def _association_record(from_kind: str, from_id: str, to_kind: str, to_id: str) -> dict[str, Any]:
+    # HubSpot's LabelsBetweenObjectPair: the pair and its labels, no type id (the SDK model has none)
     return {
         "fromObjectTypeId": TYPE_IDS[from_kind],
         "fromObjectId": int(from_id),
         "toObjectTypeId": TYPE_IDS[to_kind],
         "toObjectId": int(to_id),
         "labels": [],
-        "associationTypeId": type_id,
     }
 
 
@@ -113,7 +111,7 @@ async def associations_batch_create(sandbox: HubSpotSandbox, request: Request, p
             continue
         for spec in types:
             sandbox.associate(from_kind, from_id, to_kind, to_id, spec["associationTypeId"])
-        results.append(_association_record(from_kind, from_id, to_kind, to_id, types[0]["associationTypeId"]))
+        results.append(_association_record(from_kind, from_id, to_kind, to_id))
     return _batch_reply(sandbox, started, results, errors, 201)
 
 
@@ -186,9 +184,7 @@ async def associate_labelled(sandbox: HubSpotSandbox, request: Request, params: 
             raise validation_error(problem)
     for spec in specs:
         sandbox.associate(from_kind, from_id, to_kind, to_id, spec["associationTypeId"])
-    record = _association_record(from_kind, from_id, to_kind, to_id, specs[0]["associationTypeId"])
-    record.pop("associationTypeId")
-    return 201, record
+    return 201, _association_record(from_kind, from_id, to_kind, to_id)
 
 
 async def list_associations(sandbox: HubSpotSandbox, request: Request, params: Params) -> Reply:

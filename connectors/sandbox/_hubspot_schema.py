@@ -172,6 +172,14 @@ def default_schema() -> dict[str, dict[str, dict[str, Any]]]:
             ),
         ),
         _prop("hs_email_optout", "Unsubscribed from all email", "bool", "booleancheckbox"),
+        _prop("hs_legal_basis", "Legal basis for processing contact's data", "enumeration", "checkbox",
+              options=("Legitimate interest – prospect/lead", "Legitimate interest – existing customer",
+                       "Performance of a contract", "Freely given consent from contact", "Not applicable")),
+        # consent channels HubSpot has no standard property for; leadrelay's setup creates these two
+        _prop("leadrelay_ads_consent", "leadrelay ads consent", "enumeration", "select",
+              options=("granted", "denied"), custom=True),
+        _prop("leadrelay_sales_consent", "leadrelay sales outreach consent", "enumeration", "select",
+              options=("granted", "denied"), custom=True),
         # leadrelay's own properties, created by its setup step in a real portal
         _prop("leadrelay_score", "leadrelay score", "number", "number", custom=True),
         _prop("leadrelay_band", "leadrelay band", custom=True),

@@ -1,14 +1,16 @@
 """The Meta sandbox's state: ad accounts' audiences, their members, upload sessions and "known people".
 
 Membership follows Meta's set semantics: a row is a person, merged with the member sharing any strong
-identifier (EMAIL, PHONE, MADID, EXTERN_ID); adding someone twice or removing a non-member changes nothing.
-"Known people" stand for Meta's users: a row whose strong identifier belongs to one of them *matches*,
-which is what the session's ``num_matched`` (and so the connector's match rate) counts.
+identifier (EMAIL, PHONE, MADID, EXTERN_ID, and the app-scoped UID/APPUID); adding someone twice or removing
+a non-member changes nothing. "Known people" stand for Meta's users: a row whose strong identifier belongs
+to one of them *matches*, which is what the session's ``num_matched`` (and so the connector's match rate)
+counts.
 
 Uploads are validated as Meta does (apis.md §4.3): the payload's ``schema``/``data`` shape, one entry per
-schema key in every row, at most ``max_rows`` rows. Rows are counted, not refused one by one: a value that
-is not a SHA-256 digest under a hashed key (a plain e-mail address, say) makes its row an invalid entry,
-counted in ``num_invalid_entries`` and sampled in ``invalid_entry_samples`` (value → reason).
+schema key in every row, at most ``max_rows`` rows, ``app_ids`` whenever UID or APPUID is in the schema.
+Rows are counted, not refused one by one: a value that is not a SHA-256 digest under a hashed key (a plain
+e-mail address, say) makes its row an invalid entry, counted in ``num_invalid_entries`` and sampled in
+``invalid_entry_samples`` (value → reason).
 
 A session's counts are kept per ``batch_seq``: a batch sent again (a retry after a lost answer) replaces
 its earlier count instead of adding to it, while its rows are applied again (harmless, set semantics).
@@ -24,12 +26,14 @@ from typing import Any
 
 from connectors.sandbox._meta_wire import invalid_parameter
 
-STRONG_KEYS = ("EMAIL", "PHONE", "MADID", "EXTERN_ID")
+STRONG_KEYS = ("EMAIL", "PHONE", "MADID", "EXTERN_ID", "UID", "APPUID")
 HASHED_KEYS = frozenset({"EMAIL", "PHONE", "FN", "LN", "ZIP", "CT", "ST", "COUNTRY", "DOBY", "DOBM", "DOBD",
                          "GEN", "FI"})
 EXTRA_COLUMNS = frozenset({"DATA_PROCESSING_OPTIONS", "LOOKALIKE_VALUE"})  # not identifiers
-MULTI_KEYS = HASHED_KEYS | {"MADID", "EXTERN_ID"} | EXTRA_COLUMNS
-SINGLE_KEY_SCHEMAS = {"EMAIL_SHA256": "EMAIL", "PHONE_SHA256": "PHONE", "MOBILE_ADVERTISER_ID": "MADID"}
+APP_KEYS = frozenset({"UID", "APPUID"})  # user ids scoped to the apps named in the payload's app_ids
+MULTI_KEYS = HASHED_KEYS | {"MADID", "EXTERN_ID", "APPUID"} | EXTRA_COLUMNS
+SINGLE_KEY_SCHEMAS = {"EMAIL_SHA256": "EMAIL", "PHONE_SHA256": "PHONE", "MOBILE_ADVERTISER_ID": "MADID",
+                      "UID": "UID"}
 FILE_SOURCES = frozenset({"USER_PROVIDED_ONLY", "PARTNER_PROVIDED_ONLY", "BOTH_USER_AND_PARTNER_PROVIDED"})
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -170,6 +174,10 @@ def parse_payload(payload: Any, max_rows: int) -> Upload:
         raise invalid_parameter("The parameter schema is required")
     if not rows or any(len(row) != len(keys) for row in rows):
         raise invalid_parameter("Data is missing or does not match schema")
+    app_ids = payload.get("app_ids")
+    if APP_KEYS & set(keys) and not (isinstance(app_ids, list) and app_ids):
+        # the SDK refuses UID without app_ids before sending; Meta's own wording for it is not documented
+        raise invalid_parameter("app_ids is required for the schema keys UID and APPUID")
     if len(rows) > max_rows:
         # Meta documents the cap (10,000 a request) but not the words of this error.
         raise invalid_parameter(f"Too many entries in one request: {len(rows)} received, the maximum is {max_rows}")

@@ -37,6 +37,7 @@ Malformed contacts (``malformed_share > 0``), listed in :attr:`Dataset.malformed
 from __future__ import annotations
 
 import gc
+import hashlib
 import math
 import random
 from bisect import bisect_left
@@ -104,6 +105,20 @@ def _pick(rng: random.Random, items: Sequence[T]) -> T:
 
 def _slug(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def _consent_properties(email: str) -> dict[str, str]:
+    """Consent as a portal records it: drawn from a hash of the address, not from the generator's random
+    stream, so adding consent changed no other value of existing datasets."""
+    roll = int.from_bytes(hashlib.sha256(email.encode()).digest()[:4], "big") % 100
+    ads = "granted" if roll < 65 else "denied" if roll < 75 else None
+    sales = "denied" if 90 <= roll < 95 else "granted"
+    props = {"hs_email_optout": "true" if roll >= 97 else "false", "leadrelay_sales_consent": sales,
+             "hs_legal_basis": ("Freely given consent from contact" if ads == "granted"
+                                else "Legitimate interest – prospect/lead")}
+    if ads is not None:
+        props["leadrelay_ads_consent"] = ads
+    return props
 
 
 def generate_dataset(
@@ -222,6 +237,7 @@ def _generate(
         if rng.random() < 0.6:
             modified = max(modified, created + int(rng.random() * (now_ms - created)))
         props["lastmodifieddate"] = iso(modified)
+        props.update(_consent_properties(email))
 
         if malformed_share and rng.random() < malformed_share:
             problem = _pick(rng, MALFORMED_KINDS)

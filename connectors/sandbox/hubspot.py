@@ -45,6 +45,8 @@ _AUTH_MESSAGE = (
     "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
 _UNLIMITED = 1_000_000_000  # burst and search limits when only an injected daily quota applies
+# The official SDK calls these two with a trailing slash, and HubSpot answers that path itself (no redirect).
+_SLASHED = frozenset({"/crm/v3/owners", "/events/v3/events"})
 _SERVER_ERROR_MESSAGES = {
     500: "internal error",
     502: "Bad Gateway",
@@ -235,10 +237,13 @@ class HubSpotSandbox(HubSpotState):
             ("GET", "/events/v3/events", related.list_events, False, False),
             ("GET", "/events/event-occurrences/2026-03", related.list_events, False, False),
         ]
-        return [
-            Route(path, _Endpoint(self, method, path, handler, search=search, write=write), methods=[method])
-            for method, path, handler, search, write in table
-        ]
+        routes = []
+        for method, path, handler, search, write in table:
+            endpoint = _Endpoint(self, method, path, handler, search=search, write=write)
+            routes.append(Route(path, endpoint, methods=[method]))
+            if path in _SLASHED:
+                routes.append(Route(f"{path}/", endpoint, methods=[method]))
+        return routes
 
     # ------------------------------------------------------------------------------------------------
     # The request pipeline

@@ -96,10 +96,10 @@ class MetaSandbox:
     ``token`` is the accepted access token (or several); ``expired_tokens`` answer 190/463. ``app_secret``
     makes ``appsecret_proof`` mandatory. ``ad_account_id`` names the account(s) the token can use.
     ``limits=None`` turns rate limiting off. ``known_people`` are mappings of strong identifier
-    (``EMAIL``, ``PHONE``, ``MADID``, ``EXTERN_ID``) to the value a matching row carries (a SHA-256 digest
-    for the hashed keys). ``invalid_sample_limit`` caps ``invalid_entry_samples``; ``max_rows`` is the
-    per-request row cap. ``faults``/``seed`` inject deterministic misbehaviour; ``sleep`` is awaited for
-    injected latency and stalls.
+    (``EMAIL``, ``PHONE``, ``MADID``, ``EXTERN_ID``, ``UID``, ``APPUID``) to the value a matching row carries
+    (a SHA-256 digest for the hashed keys). ``invalid_sample_limit`` caps ``invalid_entry_samples``;
+    ``max_rows`` is the per-request row cap. ``faults``/``seed`` inject deterministic misbehaviour; ``sleep``
+    is awaited for injected latency and stalls.
     """
 
     def __init__(

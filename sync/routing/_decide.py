@@ -49,7 +49,7 @@ class Task:
     def payload(self) -> dict[str, Any]:
         """The canonical ``create_task`` payload (keys every task destination maps)."""
         return {"subject": self.subject, "body": self.body, "due_at": self.due_at.isoformat(),
-                "owner_id": self.owner_id, "priority": self.priority, "status": "NOT_STARTED", "type": "TODO"}
+                "owner_id": self.owner_id, "priority": self.priority}
 
 
 @dataclass(frozen=True, slots=True)

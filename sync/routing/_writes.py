@@ -25,7 +25,9 @@ def desired_writes(decisions: RoutingDecisions | Iterable[RoutingDecision], dest
         if d.task is None or d.assignment is None:
             continue
         out.append(DesiredWrite(destination, UPDATE_LEAD, d.lead_key, {"owner_id": d.task.owner_id}, d.reason))
-        out.append(DesiredWrite(destination, CREATE_TASK, d.lead_key, d.task.payload(),
+        # One task per hand-over: the task key (lead and attempt) is the ledger target, so a reroute's task is
+        # not mistaken for the first one (the outbox hands the connector the lead id before the "#").
+        out.append(DesiredWrite(destination, CREATE_TASK, d.assignment.task_key, d.task.payload(),
                                 f"{d.reason} [task {d.assignment.task_key}]"))
     return out
 

@@ -134,7 +134,9 @@ async def test_search_requests_only_mapped_properties(api: respx.MockRouter, mak
     assert body["limit"] == 200
     assert set(body["properties"]) == {
         "email", "firstname", "lastname", "associatedcompanyid", "hubspot_owner_id", "country", "jobtitle",
-        "lifecyclestage", "createdate", "lastmodifieddate", "hs_lifecyclestage_opportunity_date"}
+        "lifecyclestage", "createdate", "lastmodifieddate", "hs_lifecyclestage_opportunity_date",
+        # consent: the default channel properties and the lawful basis
+        "hs_email_optout", "leadrelay_ads_consent", "leadrelay_sales_consent", "hs_legal_basis"}
 
 
 @pytest.mark.anyio

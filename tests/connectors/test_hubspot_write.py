@@ -193,7 +193,8 @@ def task(object_id: str, key: str) -> dict[str, Any]:
 async def test_create_task_carries_key_and_contact_association(
     api: respx.MockRouter, hub: HubSpotConnector
 ) -> None:
-    """Tasks carry the idempotency key property and a task→contact (204) association; results map by key."""
+    """Tasks carry the idempotency key property, HubSpot's status and type defaults and a task→contact (204)
+    association; results map by key."""
     route = api.post(CREATE_TASKS).mock(return_value=batch(201, [task("900", "t-2"), task("901", "t-1")]))
     results = await hub.write_batch("create_task", [
         rec("11", "t-1", due_at=DUE, subject="Call Ada", body="Hot lead", priority="HIGH", owner_id="42"),
@@ -204,7 +205,8 @@ async def test_create_task_carries_key_and_contact_association(
     first = body_of(route)["inputs"][0]
     assert first["properties"] == {
         "hs_timestamp": "2026-05-05T09:00:00.000Z", "hs_task_subject": "Call Ada", "hs_task_body": "Hot lead",
-        "hs_task_priority": "HIGH", "hubspot_owner_id": "42", "leadrelay_operation_key": "t-1"}
+        "hs_task_priority": "HIGH", "hubspot_owner_id": "42", "leadrelay_operation_key": "t-1",
+        "hs_task_status": "NOT_STARTED", "hs_task_type": "TODO"}
     assert first["associations"] == [{"to": {"id": "11"}, "types": [
         {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 204}]}]
 

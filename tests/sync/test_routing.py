@@ -539,7 +539,7 @@ def test_assignments_become_an_owner_update_and_a_task_hubspot_accepts() -> None
     owner, task = desired_writes(result, "hs")
     assert owner == DesiredWrite("hs", "update_lead", "a", {"owner_id": "ann"}, result.decisions[0].reason)
     assert task.operation == "create_task"
-    assert task.target == "a"
+    assert task.target == "a#0"  # the hand-over's task key; the outbox sends it to lead "a"
     assert set(task.payload) <= set(TASK_PROPERTIES)
     assert task.payload["subject"] == "Call Ada Lovelace (90)"
     assert task.payload["owner_id"] == "ann"
@@ -556,7 +556,7 @@ def test_owner_updates_merge_into_the_score_update_of_the_same_lead() -> None:
     routed = desired_writes(_assigned(spec, lead("a")), "hs")
     merged = merge_lead_updates([score, other, *routed])
     assert [(w.operation, w.target) for w in merged] == [("update_lead", "a"), ("update_lead", "b"),
-                                                          ("create_task", "a")]
+                                                          ("create_task", "a#0")]
     assert merged[0].payload == {"score": 91, "band": "A", "owner_id": "ann"}
     assert merged[0].reason.startswith("scored 91; score 90")
 

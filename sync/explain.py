@@ -1,0 +1,119 @@
+"""One person's whole story, and the lift of each holdout rule: read-only views over the store.
+
+``leadrelay explain PERSON`` answers "why did this happen to this lead?" from what the cycles stored: the
+lead, its latest score and reasons, its consent timeline, its audience stays, its routing, its holdout
+entries, and every operation planned for it with its outcome. ``leadrelay report lift`` compares the
+conversion of treated and control subjects of each holdout rule (:func:`sync.holdouts.lift`). Personal data
+is masked unless the caller reveals it for an authorised audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from sync import decision_store as memory
+from sync.masking import mask_record
+from sync.store import ActivityRow, OutboxRow, Unit, utc
+
+_CONVERSION = "conversion"
+
+
+def explain(unit: Unit, source: str, person: str, *, reveal: bool = False) -> dict[str, Any] | None:
+    """Everything the store knows about ``person`` (a lead key of ``source``); ``None`` if it knows nothing."""
+    leads = unit.load_leads(source, [person])
+    if not leads:
+        return None
+    lead = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in leads[0].items()
+            if k not in ("source", "content_hash")}
+    score = unit.scores(source, [person]).get(person)
+    if score is not None:
+        score = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in score.items()
+                 if k not in ("source", "lead_key")}
+    story: dict[str, Any] = {
+        "person": person,
+        "lead": lead,
+        "score": score,
+        "consent": memory.consent_history(unit, source, person),
+        "audiences": memory.membership_history(unit, person),
+        "routing": memory.assignment_of(unit, person),
+        "holdouts": [{**h, "decided_at": h["decided_at"].isoformat()} for h in _holdouts_of(unit, person)],
+        "operations": operations_for(unit, person),
+    }
+    return dict(mask_record(story, reveal=reveal))
+
+
+def _holdouts_of(unit: Unit, person: str) -> list[dict[str, Any]]:
+    t = memory.HoldoutRow.__table__
+    return [{"rule": r.rule, "control": r.control, "share": r.share, "action": r.action,
+             "decided_at": utc(r.decided_at)}
+            for r in unit.conn.execute(sa.select(t).where(t.c.subject == person).order_by(t.c.rule))]
+
+
+def operations_for(unit: Unit, person: str) -> list[dict[str, Any]]:
+    """Operations on the person's record (``person``, ``person#n``) or on one of their audience stays
+    (``<audience>:<person>@<time>``), oldest first, with status and the destination's last answer."""
+    t = OutboxRow.__table__
+    query = sa.select(t).where(sa.or_(
+        t.c.target == person,
+        t.c.target.startswith(f"{person}#", autoescape=True),
+        t.c.target.contains(f":{person}@", autoescape=True),
+    )).order_by(t.c.id)
+    return [{"id": r.id, "destination": r.destination, "operation": r.operation, "target": r.target,
+             "status": r.status, "reason": r.reason, "last_error": r.last_error, "attempts": r.attempts,
+             "remote_id": r.remote_id, "created_at": utc(r.created_at).isoformat()}  # type: ignore[union-attr]
+            for r in unit.conn.execute(query)]
+
+
+def lift_report(unit: Unit, source: str, *, rule: str | None = None, confidence: float = 0.95
+                ) -> list[dict[str, Any]]:
+    """Per holdout rule: treated and control sizes, who converted after their decision, and the lift with its
+    confidence interval (or why it cannot be computed yet)."""
+    from sync.holdouts import lift
+
+    cohort = memory.holdout_cohort(unit, rule)
+    converted = _first_conversions(unit, source, sorted({c["subject"] for c in cohort}))
+    groups: dict[str, dict[str, list[int]]] = {}
+    for entry in cohort:
+        at = converted.get(entry["subject"])
+        won = int(at is not None and at >= entry["decided_at"])
+        group = groups.setdefault(entry["rule"], {"treated": [0, 0], "control": [0, 0]})
+        counts = group["control" if entry["control"] else "treated"]
+        counts[0] += won
+        counts[1] += 1
+    out = []
+    for name, group in sorted(groups.items()):
+        (tc, tn), (cc, cn) = group["treated"], group["control"]
+        row: dict[str, Any] = {"rule": name, "treated": tn, "treated_converted": tc, "control": cn,
+                               "control_converted": cc}
+        try:
+            result = lift(tc, tn, cc, cn, confidence)
+        except ValueError as exc:
+            row["note"] = str(exc)
+        else:
+            row.update(treated_rate=result.treated_rate, control_rate=result.control_rate,
+                       difference=result.difference, difference_ci=list(result.difference_ci),
+                       relative=result.relative, relative_ci=list(result.relative_ci) if result.relative_ci else None,
+                       confidence=result.confidence, significant=result.significant, method=result.method)
+        out.append(row)
+    return out
+
+
+def _first_conversions(unit: Unit, source: str, people: list[str]) -> Mapping[str, datetime]:
+    t = ActivityRow.__table__
+    out: dict[str, datetime] = {}
+    for chunk in unit._chunks(people):
+        for lead_key, at in unit.conn.execute(
+                sa.select(t.c.lead_key, sa.func.min(t.c.occurred_at))
+                .where(t.c.source == source, t.c.type == _CONVERSION, unit._among(t.c.lead_key, chunk))
+                .group_by(t.c.lead_key)):
+            when = utc(at)
+            assert when is not None
+            out[lead_key] = when
+    return out
+
+
+__all__ = ["explain", "lift_report", "operations_for"]
