@@ -42,6 +42,7 @@ from connectors.http import (
 )
 from sync.config import ConnectionSettings, PipelineSettings, Settings
 from sync.locks import PipelineBusy, pipeline_lock
+from sync.masking import mask_record
 from sync.outbox import Deliverer
 from sync.planner import DesiredWrite, Plan, plan, score_moved
 from sync.prefetch import prefetch
@@ -421,9 +422,11 @@ class Cycle:
         self.unit.checkpoint()
         self.planned = self.planned.combined(result)
         self.report.plan = self.planned.summary()
+        # Reports mask personal data (an audience payload carries e-mails and names): `leadrelay explain
+        # --reveal` shows it for an authorised audit.
         self.report.samples.extend(
             {"destination": op.destination, "operation": op.operation, "target": op.target,
-             "reason": op.reason, "payload": dict(op.payload)}
+             "reason": op.reason, "payload": dict(mask_record(op.payload))}
             for op in result.ops[:max(0, SAMPLES - len(self.report.samples))])
         if self.unit.dry_run:  # an audit shows the whole plan, operation by operation
             self.report.operations.extend(

@@ -235,3 +235,14 @@ async def test_lift_report_compares_treated_and_control_of_a_routing_holdout(wor
     assert row["control"] == actions["holdout"]
     assert row["treated"] == actions.get("assign", 0)  # treated are the leads routed; skips enter no group
     assert sum(1 for t in world.hubspot.objects["tasks"].values()) == actions.get("assign", 0)
+
+
+async def test_dry_run_report_masks_personal_data(world: World) -> None:
+    """The dry-run report's samples never carry a person's e-mail address in clear."""
+    dry = await world.cycle(dry_run=True)
+    adds = [s for s in dry.samples if s["operation"] == "audience_add"]
+    text = str(dry.as_dict())
+    emails = [p["properties"]["email"] for p in world.hubspot.objects["contacts"].values()
+              if p["properties"].get("email")]
+    assert not [e for e in emails if e in text]
+    assert adds or dry.decisions["audiences"]["hot"]["adds"] > 0
