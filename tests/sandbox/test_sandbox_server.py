@@ -55,10 +55,18 @@ def test_public_names_are_pinned() -> None:
     assert sorted(connectors.sandbox.__all__) == [
         "Dataset",
         "FaultSettings",
+        "GoogleAdsLimits",
+        "GoogleAdsSandbox",
         "HubSpotLimits",
         "HubSpotSandbox",
+        "LinkedInLimits",
+        "LinkedInSandbox",
+        "MarketoLimits",
+        "MarketoSandbox",
         "MetaLimits",
         "MetaSandbox",
+        "SalesforceLimits",
+        "SalesforceSandbox",
         "generate_dataset",
         "serve_on_loopback",
     ]
