@@ -8,8 +8,11 @@ Where it sits in DESIGN.md's flow (step 3, *Score*)::
                                                                           |
                           ScoreBatch: probability, score 1-99, band, reasons, model version --> decide
 
-Offline, ``build_examples`` lays freeze times over the stored history (same ``compute_features``) and
-``train`` fits, gates and exports the next model folder. ``scoring`` never imports ``sync`` or
+Offline, ``build_examples`` lays freeze times over the stored history (same ``compute_features``;
+a ``PredictiveQuestion`` from config says population, target and "assuming" filter) and ``train`` fits,
+gates (the ``PointsModel`` baseline among them) and exports the next version into a ``Registry``,
+with an evaluation report and a drift reference (``DriftReport``). ``train_csv``/``TabularModel`` do the
+same for exported files. ``scoring`` never imports ``sync`` or
 ``connectors``; ``import scoring`` imports numpy only — scikit-learn, skl2onnx and onnxruntime load when
 ``train`` or ``ScoringModel`` is first used.
 
@@ -39,10 +42,18 @@ from scoring.labels import Examples, build_examples, default_cutoffs
 
 if TYPE_CHECKING:
     from scoring.card import ModelCard
+    from scoring.heuristic import PointsModel
     from scoring.model import Score, ScoreBatch, ScoringModel
+    from scoring.monitor import DriftReport, DriftThresholds
+    from scoring.question import PredictiveQuestion
+    from scoring.registry import Registry
+    from scoring.tabular import train_csv
+    from scoring.tabular_model import TabularModel
     from scoring.train import train
 
 __all__ = [
+    "DriftReport",
+    "DriftThresholds",
     "Event",
     "Examples",
     "FeatureFrame",
@@ -52,21 +63,33 @@ __all__ = [
     "ModelCard",
     "ModelLoadError",
     "ModelMismatchError",
+    "PointsModel",
+    "PredictiveQuestion",
+    "Registry",
     "ReleaseGateError",
     "Score",
     "ScoreBatch",
     "ScoringError",
     "ScoringModel",
     "Subject",
+    "TabularModel",
     "build_examples",
     "compute_features",
     "default_cutoffs",
     "train",
+    "train_csv",
 ]
 
 # Names whose modules pull in heavy libraries on use; resolved on first attribute access.
 _LAZY = {
+    "DriftReport": "scoring.monitor",
+    "DriftThresholds": "scoring.monitor",
     "ModelCard": "scoring.card",
+    "PointsModel": "scoring.heuristic",
+    "PredictiveQuestion": "scoring.question",
+    "Registry": "scoring.registry",
+    "TabularModel": "scoring.tabular_model",
+    "train_csv": "scoring.tabular",
     "Score": "scoring.model",
     "ScoreBatch": "scoring.model",
     "ScoringModel": "scoring.model",

@@ -64,6 +64,8 @@ class ModelCard:
     reference_categorical: Mapping[str, str]
     refit_on_all: bool
     warnings: tuple[str, ...] = field(default=())
+    #: The points baseline's name and validation metrics (empty for cards written before it existed).
+    baseline: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +100,7 @@ class ModelCard:
             },
             "refit_on_all": self.refit_on_all,
             "warnings": list(self.warnings),
+            "baseline": dict(self.baseline),
         }
 
     @classmethod
@@ -136,6 +139,7 @@ class ModelCard:
                 reference_categorical={k: str(v) for k, v in ref["categorical"].items()},
                 refit_on_all=bool(data["refit_on_all"]),
                 warnings=tuple(data.get("warnings", ())),
+                baseline=dict(data.get("baseline", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"card is incomplete or malformed: {exc!r}") from exc

@@ -14,10 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scoring.features import FeatureFrame, FeatureSpec, Subject, compute_features, to_seconds
+
+if TYPE_CHECKING:
+    from scoring.question import PredictiveQuestion
 
 __all__ = ["Examples", "build_examples", "default_cutoffs"]
 
@@ -71,6 +75,33 @@ def default_cutoffs(first: datetime, last: datetime, horizon_days: int, step_day
     return out
 
 
+def _times(subjects: Sequence[Subject], types: Sequence[str], values: Sequence[str] = (),
+           attribute: str = "value") -> tuple[np.ndarray, np.ndarray]:
+    """(owner, time) of every event of ``types`` (whose ``attribute`` is one of ``values``, if given)."""
+    owners: list[int] = []
+    times: list[float] = []
+    wanted = {v.lower() for v in values}
+    for i, s in enumerate(subjects):
+        for e in s.events:
+            if e.type in types and (not wanted or str(e.attributes.get(attribute, "")).lower() in wanted):
+                owners.append(i)
+                times.append(to_seconds(e.at))
+    return np.asarray(owners, dtype=np.intp), np.asarray(times, dtype=np.float64)
+
+
+def _any_in(owner: np.ndarray, times: np.ndarray, n: int, lo: float, hi: float) -> np.ndarray:
+    hit = np.zeros(n, dtype=bool)
+    hit[owner[(times >= lo) & (times < hi)]] = True
+    return hit
+
+
+def _next_after(owner: np.ndarray, times: np.ndarray, n: int, c: float) -> np.ndarray:
+    after = times >= c
+    out = np.full(n, np.inf)
+    np.minimum.at(out, owner[after], times[after])
+    return out
+
+
 def build_examples(
     spec: FeatureSpec,
     subjects: Sequence[Subject],
@@ -78,46 +109,66 @@ def build_examples(
     *,
     horizon_days: int,
     target_event: str = "conversion",
+    question: PredictiveQuestion | None = None,
 ) -> Examples:
     """Population, features and labels at each cutoff. A subject without ``created_at`` counts as
-    created at its first event (before which it is unknown to the CRM anyway)."""
+    created at its first event (before which it is unknown to the CRM anyway).
+
+    A :class:`~scoring.question.PredictiveQuestion` (from configuration) overrides horizon and target
+    and may narrow the population (an event of given types in the days before the cutoff), add an
+    *assuming* filter (keep only subjects with, e.g., a sales touch within a day after the cutoff, so that
+    past sales attention does not bias the labels) and take labels from dispositions (events whose
+    ``value`` says qualified or bad fit; subjects without one in the window are left out)."""
+    if question is not None:
+        horizon_days, target_event = question.horizon_days, question.target.event
     if horizon_days <= 0:
         raise ValueError("horizon_days must be positive")
     if target_event in spec.event_types:
         raise ValueError(f"target event {target_event!r} is also a feature in the spec: it would leak")
     n = len(subjects)
     horizon_s = horizon_days * _DAY
+    target = question.target if question is not None else None
+    labelled = target is not None and bool(target.negative)
 
-    # Target times, flattened once: (owner, time) pairs; and each subject's first appearance.
-    owners: list[int] = []
-    times: list[float] = []
-    born = np.full(n, np.inf)
-    for i, s in enumerate(subjects):
-        first_seen = np.inf
-        for e in s.events:
-            t = to_seconds(e.at)
-            first_seen = min(first_seen, t)
-            if e.type == target_event:
-                owners.append(i)
-                times.append(t)
-        born[i] = to_seconds(s.created_at) if s.created_at is not None else first_seen
-    owner_arr = np.asarray(owners, dtype=np.intp)
-    time_arr = np.asarray(times, dtype=np.float64)
+    born = np.array([
+        to_seconds(s.created_at) if s.created_at is not None
+        else min((to_seconds(e.at) for e in s.events), default=np.inf)
+        for s in subjects
+    ], dtype=np.float64).reshape(n)
+    # Positive target times (conversions, or dispositions with a positive value); negative dispositions.
+    pos_owner, pos_time = _times(subjects, [target_event], target.positive if target else (),
+                                 target.attribute if target else "value")
+    neg_owner, neg_time = (_times(subjects, [target_event], target.negative, target.attribute) if labelled and target
+                           else (np.zeros(0, np.intp), np.zeros(0)))
     first_target = np.full(n, np.inf)
-    np.minimum.at(first_target, owner_arr, time_arr)
+    np.minimum.at(first_target, pos_owner, pos_time)
+    population_q = question.population if question is not None else None
+    assuming_q = question.assuming if question is not None else None
+    pop_owner, pop_time = _times(subjects, population_q.event_types) if population_q else (None, None)
+    ass_owner, ass_time = _times(subjects, assuming_q.event_types) if assuming_q else (None, None)
 
     frames: list[FeatureFrame] = []
     labels: list[np.ndarray] = []
     cut_col: list[np.ndarray] = []
     for cutoff in sorted(cutoffs):
         c = to_seconds(cutoff)
-        population = np.flatnonzero((born < c) & (first_target >= c))
+        member = (born < c) & (first_target >= c)
+        if population_q is not None and pop_owner is not None and pop_time is not None:
+            member &= _any_in(pop_owner, pop_time, n, c - population_q.within_days * _DAY, c)
+        if assuming_q is not None and ass_owner is not None and ass_time is not None:
+            member &= _any_in(ass_owner, ass_time, n, c, c + assuming_q.within_days * _DAY)
+        next_pos = _next_after(pos_owner, pos_time, n, c)
+        y_all = next_pos < c + horizon_s
+        if labelled:
+            next_neg = _next_after(neg_owner, neg_time, n, c)
+            # The first disposition in the window decides; no disposition in the window: no label.
+            decided = np.minimum(next_pos, next_neg) < c + horizon_s
+            member &= decided
+            y_all = next_pos < next_neg
+        population = np.flatnonzero(member)
         if population.size == 0:
             continue
-        after = time_arr >= c
-        next_target = np.full(n, np.inf)
-        np.minimum.at(next_target, owner_arr[after], time_arr[after])
-        labels.append((next_target[population] < c + horizon_s).astype(np.int8))
+        labels.append(y_all[population].astype(np.int8))
         frames.append(compute_features(spec, [subjects[i] for i in population.tolist()], cutoff))
         cut_col.append(np.full(population.size, round(c * 1e6), dtype="datetime64[us]"))
 

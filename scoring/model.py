@@ -169,6 +169,20 @@ class ScoringModel:
             raise ModelMismatchError(f"no ONNX output named {card.probability_output!r}")
         return cls(session, card)
 
+    def check_spec(self, spec: FeatureSpec) -> None:
+        """Refuse to serve with a configured feature spec other than the one the model was trained on: the
+        features would be computed differently from training (names alone could still line up)."""
+        if spec != self.spec:
+            want, have = set(self.spec.numeric_names + self.spec.categorical_names), set(
+                spec.numeric_names + spec.categorical_names
+            )
+            raise ModelMismatchError(
+                f"model {self.version} was trained with another feature spec than the configured one: "
+                "retrain (`leadrelay train`) or restore the spec it was trained with",
+                missing=tuple(sorted(want - have)),
+                extra=tuple(sorted(have - want)),
+            )
+
     # ----------------------------------------------------------------------------------------------
 
     def predict_proba(self, frame: FeatureFrame) -> np.ndarray:

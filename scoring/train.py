@@ -26,15 +26,19 @@ import numpy as np
 from scoring.card import MODEL_FILE, Band, ModelCard, ModelInput, _atomic_write
 from scoring.errors import ReleaseGateError
 from scoring.features import MISSING, FeatureFrame
+from scoring.heuristic import PointsModel, default_points
 from scoring.labels import Examples
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
+    from scoring.model import ScoringModel
+
 __all__ = [
     "CALIBRATION_AUC_TOLERANCE",
     "CANDIDATES",
     "PARITY_TOLERANCE",
+    "check_baseline",
     "check_calibration",
     "check_data",
     "check_parity",
@@ -91,6 +95,17 @@ def check_calibration(candidate: str, *, calibrated_auc: float, uncalibrated_auc
         )
 
 
+def check_baseline(candidate: str, *, pr_auc: float, baseline: str, baseline_pr_auc: float) -> None:
+    """Refuse a champion that ranks converters no better than the hand-written points baseline on the same
+    validation rows, judged by PR-AUC (the metric the champion is chosen on)."""
+    if not pr_auc > baseline_pr_auc:
+        raise ReleaseGateError(
+            "baseline",
+            f"{candidate}: PR-AUC {pr_auc:.4f} is no better than the points baseline '{baseline}' "
+            f"({baseline_pr_auc:.4f}) on the same validation rows",
+        )
+
+
 def check_parity(max_diff: float, *, rows: int) -> None:
     """Refuse an export whose ONNX probabilities differ from scikit-learn's by more than the tolerance."""
     if not max_diff <= PARITY_TOLERANCE:
@@ -127,7 +142,9 @@ def evaluate(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 # Candidates
 
 
-def _pipeline(name: str, frame: FeatureFrame, seed: int) -> Pipeline:
+def _pipeline(
+    name: str, frame: FeatureFrame, seed: int, params: Mapping[str, Any] | None = None, *, calibrate: bool = True
+) -> Pipeline:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -159,7 +176,7 @@ def _pipeline(name: str, frame: FeatureFrame, seed: int) -> Pipeline:
                 ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), cat_cols),
             ]
         )
-        estimator: Any = LogisticRegression(C=0.5, max_iter=5000)
+        estimator: Any = LogisticRegression(**{"C": 0.5, "max_iter": 5000, **(params or {})})
     elif name == "hist_gradient_boosting":
         pre = ColumnTransformer(
             [
@@ -169,16 +186,21 @@ def _pipeline(name: str, frame: FeatureFrame, seed: int) -> Pipeline:
             ]
         )
         estimator = HistGradientBoostingClassifier(
-            learning_rate=0.1,
-            max_iter=100,
-            max_leaf_nodes=15,
-            min_samples_leaf=40,
-            l2_regularization=1.0,
-            early_stopping=False,  # deterministic and the same tree count in every fold
-            random_state=seed,
+            **{
+                "learning_rate": 0.1,
+                "max_iter": 100,
+                "max_leaf_nodes": 15,
+                "min_samples_leaf": 40,
+                "l2_regularization": 1.0,
+                "early_stopping": False,  # deterministic and the same tree count in every fold
+                "random_state": seed,
+                **(params or {}),
+            }
         )
     else:
         raise ValueError(f"unknown candidate {name!r}")
+    if not calibrate:  # for choosing hyper-parameters: calibration is monotone, ranking is the raw model's
+        return Pipeline([("pre", pre), ("clf", estimator)])
     # Calibrate the last step only (a calibrated multi-input pipeline does not convert, trap 3), with
     # shuffled folds (time-ordered folds invert Platt fits, trap 10), sigmoid (isotonic is approximate in
     # ONNX, trap 4) and one model + one calibrator (trap 11).
@@ -372,6 +394,9 @@ def train(
     refit: bool = True,
     candidates: Sequence[str] = CANDIDATES,
     threads: int | None = 1,
+    points: PointsModel | None = None,
+    serving: ScoringModel | None = None,
+    report: bool = True,
 ) -> ModelCard:
     """Train, gate and export a model into ``out_dir`` (``model.onnx`` + ``card.json``); return its card.
 
@@ -381,7 +406,12 @@ def train(
 
     ``threads`` caps the OpenMP/BLAS pools while fitting (None: library default). One thread is the
     default because the agent trains beside its own scoring and other work: on a busy 2-core machine
-    HistGradientBoosting's OpenMP pool oversubscribes and one fit went from 4 s to 46 s."""
+    HistGradientBoosting's OpenMP pool oversubscribes and one fit went from 4 s to 46 s.
+
+    The champion must out-rank ``points`` (default: :func:`scoring.heuristic.default_points` of the spec)
+    on the validation rows. With ``report`` the evaluation report (:mod:`scoring.report`) and the drift
+    reference (:mod:`scoring.monitor`) are written beside the model; ``serving``, the model in service
+    now, joins the report's comparison when it uses the same feature spec."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
@@ -397,6 +427,9 @@ def train(
             band_shares=band_shares,
             refit=refit,
             candidates=candidates,
+            points=points,
+            serving=serving,
+            report=report,
         )
 
 
@@ -413,6 +446,9 @@ def _train(
     band_shares: Sequence[float],
     refit: bool,
     candidates: Sequence[str],
+    points: PointsModel | None,
+    serving: ScoringModel | None,
+    report: bool,
 ) -> ModelCard:
     if not 0.0 < validation_share < 1.0:
         raise ValueError("validation_share must be between 0 and 1")
@@ -457,6 +493,13 @@ def _train(
     champion = min(
         (f for f in qualified if f.metrics["pr_auc"] >= best_pr - 1e-3),
         key=lambda f: (f.metrics["brier"], -f.metrics["pr_auc"], f.name),
+    )
+
+    points = points or default_points(examples.spec)
+    baseline_p = points.fit(train_ex.frame, train_ex.y).predict_proba(valid_ex.frame)
+    baseline = {"name": points.name, **evaluate(valid_ex.y, baseline_p)}
+    check_baseline(
+        champion.name, pr_auc=champion.metrics["pr_auc"], baseline=points.name, baseline_pr_auc=baseline["pr_auc"]
     )
 
     _, _, _, diff, valid_onnx_p = _parity(champion.pipeline, valid_ex.frame)
@@ -508,9 +551,62 @@ def _train(
         reference_categorical=ref_cat,
         refit_on_all=refit,
         warnings=tuple(_leak_warnings(train_ex.frame, train_ex.y)),
+        baseline=baseline,
     )
+    if report:
+        _report(out_dir, card, fitted, champion, points.name, baseline_p, valid_ex, serving)
+        _reference(out_dir, model, inputs, output, examples)
     _write(out_dir, model, card)
     return card
+
+
+def _report(
+    out_dir: Path,
+    card: ModelCard,
+    fitted: Sequence[_Fitted],
+    champion: _Fitted,
+    baseline_name: str,
+    baseline_p: np.ndarray,
+    valid: Examples,
+    serving: ScoringModel | None,
+) -> None:
+    from scoring.report import Compared, write_report
+
+    compared = [Compared(f.name, "champion" if f is champion else "candidate", f.proba) for f in fitted]
+    compared.append(Compared(baseline_name, "baseline", baseline_p))
+    if serving is not None and serving.spec == valid.spec:
+        compared.append(Compared(f"serving {serving.version}", "serving", serving.predict_proba(valid.frame)))
+    c = card.counts
+    facts = [
+        ("trained", card.trained_at),
+        ("target", f"a '{card.target_event}' within {card.horizon_days} days of each freeze time"),
+        ("examples", f"{c['examples']} ({c['positives']} positive, base rate {card.base_rate:.1%})"),
+        ("validation", f"out of time: cutoffs {card.validation_window[0]} .. {card.validation_window[1]}, "
+                       f"{c['validation_examples']} examples"),
+        ("champion", card.champion),
+        ("ONNX parity", f"max |diff| {card.parity_max_diff:.2e}"),
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_report(out_dir, title=f"Lead model {card.version}", y=valid.y, compared=compared,
+                 band_validation=card.band_validation, facts=facts, notes=list(card.warnings))
+
+
+def _reference(out_dir: Path, model: bytes, inputs: Sequence[ModelInput], output: str, examples: Examples) -> None:
+    from scoring.monitor import build_reference, top_items
+
+    frame = examples.frame
+    proba = _onnx_proba(model, inputs, output, frame)
+    # Top features for drift: those whose values alone rank the training labels best.
+    strength = []
+    for j in range(len(frame.numeric_names)):
+        col = frame.numeric[:, j].astype(np.float64)
+        ok = np.isfinite(col)
+        corr = np.corrcoef(col[ok], examples.y[ok])[0, 1] if ok.sum() > 2 and np.std(col[ok]) > 0 else 0.0
+        strength.append(abs(float(np.nan_to_num(corr))))
+    top = top_items(list(frame.numeric_names), strength)
+    columns = {n: ("numeric", frame.numeric[:, frame.numeric_names.index(n)]) for n in top}
+    columns.update({n: ("categorical", frame.categorical[:, j]) for j, n in enumerate(frame.categorical_names)})
+    build_reference(proba, columns).write(out_dir)
 
 
 def _write(directory: Path, model: bytes, card: ModelCard) -> None:

@@ -159,12 +159,38 @@ def sync(ctx: click.Context, pipeline: str | None, dry_run: bool, as_json: bool)
 
 @main.command()
 @click.option("--pipeline", "-p", help="Pipeline whose store history to learn from.")
-@click.option("--out", type=click.Path(file_okay=False), help="Model folder (default: scoring.model_dir).")
+@click.option("--out", type=click.Path(file_okay=False), help="Model registry folder (default: scoring.model_dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print the model card as JSON.")
+@click.option("--challenger", is_flag=True, help="Register the new model as challenger; keep serving the champion.")
+@click.option("--version", "version", help="Version name (default: the training time, YYYYmmdd-HHMMSS).")
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
+              help="Train on an exported file instead of the store (needs --label and --out).")
+@click.option("--label", help="--csv: the column saying whether the row converted.")
+@click.option("--positive", help="--csv: the label value meaning converted (default: detected, e.g. yes/true/1).")
+@click.option("--drop", multiple=True, help="--csv: columns to leave out (repeatable or comma-separated).")
+@click.option("--sep", help="--csv: column separator (default: detected).")
+@click.option("--points", type=click.Path(exists=True, dir_okay=False),
+              help="--csv: TOML file of hand-written points rules, the baseline to beat.")
+@click.option("--allow-leaky", multiple=True, help="--csv: confirm a column the leakage guard flagged.")
+@click.option("--leak-auc", type=float, default=0.80, show_default=True,
+              help="--csv: single-column ROC-AUC from which the leakage guard flags a column.")
+@click.option("--split", type=click.Choice(["random", "ordered"]), default="random", show_default=True,
+              help="--csv: stratified random hold-out, or the last rows when the file is in time order.")
 @click.pass_context
 @_fail_cleanly
-def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bool) -> None:
-    """Train a lead model from the store's history and export it as ONNX with a model card."""
+def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bool, challenger: bool,
+          version: str | None, csv_path: str | None, label: str | None, positive: str | None,
+          drop: tuple[str, ...], sep: str | None, points: str | None, allow_leaky: tuple[str, ...],
+          leak_auc: float, split: str) -> None:
+    """Train a lead model (from the store's history, or from an exported file with --csv), gate it against
+    the points baseline, and export it as ONNX with a model card and an evaluation report."""
+    if csv_path is not None:
+        from sync._cli_models import train_csv_command
+
+        train_csv_command(csv_path=csv_path, label=label, drop=drop, sep=sep, positive=positive, points=points,
+                          allow_leaky=allow_leaky, leak_auc=leak_auc, split=split, out=out, version=version,
+                          challenger=challenger, as_json=as_json)
+        return
     from sync.report import render_training
     from sync.store import Store
     from sync.training import describe, train_from_store
@@ -173,7 +199,8 @@ def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bo
     name = _pipeline_name(settings, pipeline)
     store = Store(settings.store.url)
     store.create_all()
-    result = train_from_store(settings, name, store, now=datetime.now(UTC), out_dir=out)
+    result = train_from_store(settings, name, store, now=datetime.now(UTC), out_dir=out, version=version,
+                              challenger=challenger)
     store.close()
     click.echo(json.dumps(describe(result), indent=2, default=str) if as_json else render_training(result))
 
@@ -461,6 +488,15 @@ def demo(contacts: int, workdir: str, seed: int) -> None:
     from sync.demo import run_demo
 
     run_demo(Path(workdir), contacts=contacts, seed=seed, echo=click.echo)
+
+
+# Model commands live in their own module (registered here so `leadrelay --help` lists them; the module
+# imports nothing heavy at import time).
+from sync._cli_models import model as _model_group  # noqa: E402
+from sync._cli_models import score as _score_command  # noqa: E402
+
+main.add_command(_score_command)
+main.add_command(_model_group)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """`leadrelay train` from the store's history: subjects -> freeze-time examples -> scoring.train.
 
 The sync layer gathers the data (the same :func:`sync.subjects.build_subjects` the cycle serves with);
-``scoring`` does the numbers. Training reads the store and writes only the model folder.
+``scoring`` does the numbers. Training reads the store and writes only the model registry
+(``scoring.model_dir``): the new version goes to ``versions/<version>/`` and, unless it is trained as a
+challenger, is promoted — its files copied up to where the pipeline loads them, the previous champion
+kept for ``leadrelay model rollback``.
 """
 
 from __future__ import annotations
@@ -30,11 +33,27 @@ class TrainResult:
     out_dir: Path
     subjects: int
     examples: int
+    version_dir: Path | None = None
+    promoted: bool = True
+
+
+def _serving(directory: Path) -> Any:
+    """The model in service now, for the report's comparison; None when there is none or it cannot load."""
+    from scoring import ScoringError, ScoringModel
+
+    if not (directory / "card.json").exists():
+        return None
+    try:
+        return ScoringModel.load(directory)
+    except ScoringError:
+        return None
 
 
 def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: datetime,
-                     out_dir: str | Path | None = None, version: str | None = None) -> TrainResult:
-    from scoring import FeatureSpec, build_examples, default_cutoffs
+                     out_dir: str | Path | None = None, version: str | None = None,
+                     challenger: bool = False) -> TrainResult:
+    from scoring import FeatureSpec, PredictiveQuestion, build_examples, default_cutoffs
+    from scoring.registry import Registry
     from scoring.train import train
 
     pipe = settings.pipelines[pipeline]
@@ -50,14 +69,22 @@ def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: da
     subjects = build_subjects(leads, accounts, activities)
     mapping = settings.scoring.feature_mapping()
     spec = FeatureSpec.from_mapping(mapping) if mapping else FeatureSpec.default()
-    horizon = settings.scoring.horizon_days
+    # [scoring.question] (population, target, assuming filter, dispositions as labels), when configured.
+    question_map = getattr(settings.scoring, "question", None)
+    question = PredictiveQuestion.from_mapping(question_map, path="scoring.question") if question_map else None
+    horizon = question.horizon_days if question is not None else settings.scoring.horizon_days
     first, last = span[0], min(span[1], now)
     cutoffs = default_cutoffs(first, last, horizon_days=horizon, step_days=settings.scoring.cutoff_step_days)
-    examples = build_examples(spec, subjects, cutoffs, horizon_days=horizon)
+    examples = build_examples(spec, subjects, cutoffs, horizon_days=horizon, question=question)
     target = Path(out_dir or settings.scoring.model_dir)
-    card = train(examples, target, version=version or now.strftime("%Y%m%d-%H%M%S"), trained_at=now,
+    registry = Registry(target)
+    name = version or now.strftime("%Y%m%d-%H%M%S")
+    folder = registry.version_dir(name)
+    card = train(examples, folder, version=name, trained_at=now, serving=_serving(target),
                  min_examples=settings.scoring.min_examples, min_positives=settings.scoring.min_positives)
-    return TrainResult(card=card, out_dir=target, subjects=len(subjects), examples=len(examples.y))
+    registry.register(name, at=now, promote=not challenger)
+    return TrainResult(card=card, out_dir=target, subjects=len(subjects), examples=len(examples.y),
+                       version_dir=folder, promoted=registry.champion == name)
 
 
 def describe(result: TrainResult) -> dict[str, Any]:

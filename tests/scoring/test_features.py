@@ -224,7 +224,9 @@ def test_spec_round_trips_through_its_mapping() -> None:
 def test_import_stays_light() -> None:
     """Importing scoring and its serving modules loads neither scikit-learn, skl2onnx nor onnxruntime."""
     code = (
-        "import sys, scoring, scoring.features, scoring.labels, scoring.model, scoring.card;"
+        "import sys, scoring, scoring.features, scoring.labels, scoring.model, scoring.card, scoring.tabular,"
+        " scoring.tabular_model, scoring.registry, scoring.monitor, scoring.heuristic, scoring.report,"
+        " scoring.question, scoring.train;"
         "heavy = [m for m in ('sklearn', 'skl2onnx', 'onnxruntime') if m in sys.modules];"
         "print(','.join(heavy))"
     )
@@ -244,6 +246,8 @@ def test_public_surface_is_pinned() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == sorted(
         [
+            "DriftReport",
+            "DriftThresholds",
             "Event",
             "Examples",
             "FeatureFrame",
@@ -253,15 +257,20 @@ def test_public_surface_is_pinned() -> None:
             "ModelCard",
             "ModelLoadError",
             "ModelMismatchError",
+            "PointsModel",
+            "PredictiveQuestion",
+            "Registry",
             "ReleaseGateError",
             "Score",
             "ScoreBatch",
             "ScoringError",
             "ScoringModel",
             "Subject",
+            "TabularModel",
             "build_examples",
             "compute_features",
             "default_cutoffs",
             "train",
+            "train_csv",
         ]
     )

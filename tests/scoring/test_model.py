@@ -132,3 +132,15 @@ def test_frame_from_another_spec_is_refused(model: ScoringModel, history: list[S
 def test_card_round_trips(card: ModelCard) -> None:
     """The card reads back into an equal card from its JSON form."""
     assert ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
+
+
+def test_configured_spec_other_than_the_trained_one_is_refused(model_dir: Path, spec: FeatureSpec) -> None:
+    """Serving with a changed feature spec fails naming the features that differ; the trained spec passes."""
+    model = ScoringModel.load(model_dir)
+    model.check_spec(spec)
+    changed = FeatureSpec.from_mapping({**spec.to_mapping(), "features": {**spec.to_mapping()["features"],
+                                                                          "windows": [7, 14]}})
+    with pytest.raises(ModelMismatchError, match="another feature spec") as info:
+        model.check_spec(changed)
+    assert "page_view_count_90d" in info.value.missing
+    assert "page_view_count_14d" in info.value.extra

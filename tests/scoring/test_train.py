@@ -99,3 +99,40 @@ def test_one_cutoff_cannot_be_validated_out_of_time(examples: Examples, tmp_path
     rows = np.flatnonzero(examples.cutoff == examples.cutoff.max())
     with pytest.raises(ReleaseGateError, match="out-of-time validation needs at least 2"):
         train(examples.take(rows), tmp_path, version="x", min_examples=10, min_positives=1)
+
+
+def test_store_model_report_compares_with_the_points_baseline(model_dir: Path, card: ModelCard) -> None:
+    """Training from history writes the report (champion, candidate, points baseline) and a drift reference."""
+    from scoring.monitor import Reference
+
+    assert card.baseline["name"] == "activity and fit points"
+    assert card.metrics["pr_auc"] > card.baseline["pr_auc"]
+    report = (model_dir / "report.md").read_text()
+    assert f"| {card.champion} | champion |" in report
+    assert "| activity and fit points | baseline |" in report
+    reference = Reference.read(model_dir)
+    assert reference is not None
+    assert len(reference.features) >= 5
+
+
+def test_model_no_better_than_the_points_is_refused(tmp_path: Path) -> None:
+    """When the label is exactly a marketer's rule, no model beats its points and the baseline gate fires."""
+    from datetime import UTC, datetime
+
+    from scoring.features import FeatureFrame, FeatureSpec
+    from scoring.heuristic import PointsModel
+
+    rng = np.random.default_rng(4)
+    n = 800
+    forms = rng.integers(0, 4, n).astype(np.float32)
+    frame = FeatureFrame(tuple(str(i) for i in range(n)), np.asfortranarray(
+        np.stack([forms, rng.normal(size=n).astype(np.float32)], axis=1)),
+        np.zeros((n, 0), dtype=object), ("forms", "noise"), ())
+    days = np.repeat(np.array(["2024-01-01", "2024-02-01"], dtype="datetime64[us]"), n // 2)
+    examples = Examples(frame, (forms >= 3).astype(np.int8), days, frame.keys, FeatureSpec(), 30, "conversion")
+    points = PointsModel.from_mapping({"name": "forms", "rule": [{"column": "forms", "at_least": 3, "points": 10}]})
+    with pytest.raises(ReleaseGateError, match="no better than the points baseline 'forms'") as info:
+        train(examples, tmp_path, version="x", trained_at=datetime(2024, 3, 1, tzinfo=UTC), points=points,
+              candidates=["logistic_regression"])
+    assert info.value.gate == "baseline"
+    assert not (tmp_path / MODEL_FILE).exists()
