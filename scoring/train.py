@@ -142,6 +142,9 @@ def evaluate(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 # Candidates
 
 
+_MIN_PRESENT = 5  # values a numeric column needs for the boosted trees to bin it (see _pipeline)
+
+
 def _pipeline(
     name: str, frame: FeatureFrame, seed: int, params: Mapping[str, Any] | None = None, *, calibrate: bool = True
 ) -> Pipeline:
@@ -178,9 +181,17 @@ def _pipeline(
         )
         estimator: Any = LogisticRegression(**{"C": 0.5, "max_iter": 5000, **(params or {})})
     elif name == "hist_gradient_boosting":
+        # A column (almost) never filled in — firmographics of a source without them — gets a constant
+        # instead of NaN: HistGradientBoosting's binning crashes on a column with no value at all
+        # (scikit-learn 1.9, binning.py), and a calibration fold may see only its missing rows.
+        present = np.count_nonzero(~np.isnan(frame.numeric), axis=0) if n_num else np.zeros(0)
+        empty = [j for j in num_cols if present[j] < _MIN_PRESENT]
+        live = [j for j in num_cols if present[j] >= _MIN_PRESENT]
         pre = ColumnTransformer(
             [
-                ("num", "passthrough", num_cols),
+                ("num", "passthrough", live),
+                *([("empty", SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True), empty)]
+                  if empty else []),
                 # Ordinal codes, not native categorical_features: those convert and score wrong (trap 2).
                 ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), cat_cols),
             ]

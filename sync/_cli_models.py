@@ -269,8 +269,53 @@ def _status(ctx: click.Context, root: Path, *, csv_path: str | None, pipeline: s
             lines += [f"drift: {line}" for line in report.lines()]
         else:
             lines.append("drift: no training reference saved with this model (retrain to get one)")
+    if info.kind != "tabular":
+        lines += _from_runs(ctx, pipeline, registry.challenger, now, out)
     out["lines"] = lines
     return out
+
+
+def _from_runs(ctx: click.Context, pipeline: str | None, challenger: str | None, now: datetime,
+               out: dict[str, Any]) -> list[str]:
+    """The last real run's drift (computed over the leads it scored) and the challenger scored in shadow,
+    compared with the champion on outcomes once the horizon has passed."""
+    from sync import config
+    from sync.cli import _pipeline_name
+    from sync.serving import compare_on_outcomes
+    from sync.store import Store, store_ready
+
+    path = (ctx.obj or {}).get("config", "leadrelay.toml")
+    if not Path(path).exists():
+        return []
+    settings = config.load(path)
+    if not store_ready(settings.store.url):
+        return []
+    name = _pipeline_name(settings, pipeline)
+    horizon = int(settings.scoring.question.get("horizon_days", settings.scoring.horizon_days))
+    event = str(dict(settings.scoring.question.get("target", {})).get("event", "conversion"))
+    lines = []
+    store = Store(settings.store.url)
+    with store.unit(dry_run=True) as unit:
+        last = next((r for r in unit.runs(name, limit=50) if not r["dry_run"] and (r["counts"] or {}).get("drift")),
+                    None)
+        if last is not None:
+            d = last["counts"]["drift"]
+            out["last_run"] = {"id": last["id"], "started_at": str(last["started_at"]), "drift": d}
+            top = ", ".join(f"{k} {v:.3f}" for k, v in list(d.get("features", {}).items())[:5])
+            lines.append(f"last run #{last['id']} ({last['started_at']:%Y-%m-%d %H:%M}): drift {d['status']}, score "
+                         f"PSI {d['score_psi']:.3f} over {d['rows']} scored lead(s)" + (f"; {top}" if top else ""))
+        if challenger is not None:
+            compared = compare_on_outcomes(unit, settings.pipelines[name].source, challenger, horizon_days=horizon,
+                                           now=now, event=event)
+            out["challenger_comparison"] = compared
+            auc = compared.get("roc_auc")
+            lines.append(f"challenger {challenger}: {compared['leads']} lead(s) scored in shadow; "
+                         + (f"on {compared['labelled']} outcome(s) ({compared['converted']} converted) ROC-AUC "
+                            f"champion {auc['champion']:.3f} vs challenger {auc['challenger']:.3f}" if auc else
+                            f"{compared['labelled']} outcome(s) known so far (horizon {horizon} days): "
+                            "not enough to compare"))
+    store.close()
+    return lines
 
 
 def _live(ctx: click.Context, root: Path, kind: str, csv_path: str | None, pipeline: str | None, now: datetime

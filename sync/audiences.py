@@ -261,6 +261,7 @@ class Cause(enum.StrEnum):
     LEFT_SOURCE = "left_source"  # no longer among the source's people
     EXPIRED = "expired"          # the time-to-live since the last qualifying activity passed
     SCORE = "score"              # the decayed score fell below the exit threshold (or there is none)
+    EMAIL_CHANGED = "email_changed"  # same person, new address: the old identifiers out, the new ones in
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,8 +54,11 @@ def _fail_cleanly(func: F) -> F:
 
 def _settings(ctx: click.Context) -> Any:
     from sync import config
+    from sync.logs import add_secrets, settings_secrets
 
-    return config.load(ctx.obj["config"])
+    settings = config.load(ctx.obj["config"])
+    add_secrets(settings_secrets(settings))  # from here on, no log line can carry them
+    return settings
 
 
 def _pipeline_name(settings: Any, name: str | None) -> str:
@@ -71,11 +74,22 @@ def _pipeline_name(settings: Any, name: str | None) -> str:
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
               default=lambda: os.environ.get("LEADRELAY_CONFIG", "leadrelay.toml"), show_default="leadrelay.toml",
               help="Config file (TOML). Also $LEADRELAY_CONFIG.")
+@click.option("--log-format", type=click.Choice(["human", "json"]), show_default="human",
+              default=lambda: os.environ.get("LEADRELAY_LOG_FORMAT", "human"),
+              help="Logs on stderr: human lines, or JSON lines with run and operation ids. Also $LEADRELAY_LOG_FORMAT.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              default=lambda: os.environ.get("LEADRELAY_LOG_LEVEL"), show_default="info for run, else warning",
+              help="Least severe level logged. Also $LEADRELAY_LOG_LEVEL.")
 @click.pass_context
-def main(ctx: click.Context, config_path: str) -> None:
+def main(ctx: click.Context, config_path: str, log_format: str, log_level: str | None) -> None:
     """leadrelay: pull leads from your CRM, score them with ONNX models, push scores back (idempotent retries)."""
+    from sync.logs import configure_logging
+
     ctx.ensure_object(dict)
     ctx.obj["config"] = config_path
+    # The agent reports as it goes; one-shot commands print their result and log only what went wrong.
+    level = log_level or ("info" if ctx.invoked_subcommand == "run" else "warning")
+    configure_logging(log_format, level)  # type: ignore[arg-type]
 
 
 @main.group()
@@ -149,12 +163,28 @@ def sync(ctx: click.Context, pipeline: str | None, dry_run: bool, as_json: bool)
         if not dry_run:
             store.create_all()
     report = run_cycle_sync(settings, name, store, dry_run=dry_run)
+    if not dry_run:
+        _alert(settings, store, report)
     store.close()
     click.echo(json.dumps(report.as_dict(), indent=2, default=str) if as_json else render_cycle(report))
     if report.status == "failed":
         sys.exit(4)
     if report.status == "skipped":
         click.echo(f"skipped: {'; '.join(report.errors)}", err=True)
+
+
+def _alert(settings: Any, store: Any, report: Any) -> None:
+    """Judge the finished run's alert conditions; send what started or cleared (see sync.alerts)."""
+    import asyncio
+
+    from sync.alerts import evaluate_run, send
+
+    with store.unit() as unit:
+        alerts = evaluate_run(unit, settings, report, datetime.now(UTC))
+    for alert in alerts:
+        click.echo(alert.line(), err=True)
+    if alerts:
+        asyncio.run(send(alerts, settings))
 
 
 @main.command()
@@ -207,24 +237,43 @@ def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bo
 
 @main.command()
 @click.option("--pipeline", "-p", help="Pipeline (default: all).")
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 100), help="Last runs per pipeline.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @_fail_cleanly
-def status(ctx: click.Context, pipeline: str | None) -> None:
-    """Recent runs and the outbox."""
+def status(ctx: click.Context, pipeline: str | None, runs: int, as_json: bool) -> None:
+    """Each pipeline: last runs with counts, next run, lease holder, outbox depth, dead letters, model and drift.
+    (Rate-budget use is live state of a running agent: see its /metrics.)"""
+    from sync.daemon import pipeline_status, render_status
     from sync.store import Store, store_ready
 
     settings = _settings(ctx)
+    if pipeline is not None and pipeline not in settings.pipelines:
+        raise KeyError(f"no pipeline named {pipeline!r} (configured: {', '.join(settings.pipelines)})")
     if not store_ready(settings.store.url):
-        click.echo("no runs yet")
-        return
-    store = Store(settings.store.url)
-    with store.unit(dry_run=True) as unit:
-        for run in unit.runs(pipeline, limit=10):
-            kind = "dry-run" if run["dry_run"] else "run"
-            click.echo(f"#{run['id']:<5} {run['pipeline']:<16} {kind:<8} {run['status']:<10} "
-                       f"{run['started_at']:%Y-%m-%d %H:%M:%S}  {json.dumps(run['counts'], default=str)}")
-        click.echo(f"outbox: {json.dumps(unit.outbox_counts())}")
+        store = Store("sqlite://")  # nothing stored yet: every pipeline shows as never run
+        store.create_all()
+    else:
+        store = Store(settings.store.url)
+    rows = pipeline_status(settings, store, runs=runs, only=pipeline)
     store.close()
+    click.echo(json.dumps(rows, indent=2, default=str) if as_json else render_status(rows))
+
+
+@main.command()
+@click.option("--agent-id", help="This agent's name in the store's leases (default: daemon.agent_id, else host-pid).")
+@click.pass_context
+@_fail_cleanly
+def run(ctx: click.Context, agent_id: str | None) -> None:
+    """Run the agent: every pipeline on its schedule, webhooks and fast polls in between, and an HTTP endpoint
+    (/livez, /readyz, /metrics, /webhooks/...). Stops cleanly on SIGTERM. Several agents sharing a PostgreSQL
+    store split the pipelines by lease."""
+    from sync.daemon import run_daemon
+
+    settings = _settings(ctx)  # a bad config stops here: nothing has started
+    code = run_daemon(settings, agent=agent_id,
+                      announce=lambda url: click.echo(f"leadrelay agent listening on {url}", err=True))
+    sys.exit(code)
 
 
 @main.command()
@@ -248,7 +297,8 @@ def explain(ctx: click.Context, person: str, pipeline: str | None, reveal: bool,
         raise click.ClickException("no runs yet: nothing to explain")
     store = Store(settings.store.url)
     with store.unit(dry_run=True) as unit:
-        story = story_of(unit, source, person, reveal=reveal)
+        story = story_of(unit, source, person, reveal=reveal, model_dir=settings.scoring.model_dir,
+                         retention_days=settings.pipelines[_pipeline_name(settings, pipeline)].activity_retention_days)
         if story is not None:
             entries = audit.read(unit.conn, subject=person)
             story["audit"] = [dict(mask_record({"id": e.id, "at": e.at.isoformat(), "kind": e.kind, **e.data},
@@ -268,6 +318,13 @@ def _render_story(story: dict[str, Any]) -> str:
                      f"{score['model_version']}, {score['scored_at']})")
         lines += [f"    + {r}" for r in score["reasons_positive"][:3]]
         lines += [f"    - {r}" for r in score["reasons_negative"][:3]]
+    features = story.get("features") or {}
+    if features.get("values"):
+        check = "reproduces the stored score" if features["reproduces_score"] else features["note"]
+        lines.append(f"  features as of {features['as_of']} ({features['method']}; {check}):")
+        lines += [f"    {name} = {value}" for name, value in features["values"].items()]
+    elif features.get("note"):
+        lines.append(f"  features: {features['note']}")
     for c in story["consent"]:
         lines.append(f"  consent {c['channel']}: {c['status']} from {c['effective_at']} ({c['source']})")
     for m in story["audiences"]:
@@ -460,21 +517,61 @@ def deadletters_discard(ctx: click.Context, every: bool, **kwargs: Any) -> None:
     _act_on_dead_letters(ctx, "discard", every, kwargs)
 
 
+@main.group("store")
+def store_group() -> None:
+    """The store's schema: which version it is at, and upgrading it (`sync` and `run` upgrade on start)."""
+
+
+@store_group.command("version")
+@click.pass_context
+@_fail_cleanly
+def store_version(ctx: click.Context) -> None:
+    """The store's schema revision and the newest this leadrelay knows."""
+    from sync.store import Store
+
+    store = Store(_settings(ctx).store.url)
+    current, newest = store.schema_revision()
+    store.close()
+    if current == newest:
+        click.echo(f"store schema {current}: up to date")
+    else:
+        click.echo(f"store schema {current or 'unversioned (empty, or from before migrations)'}; newest {newest}: "
+                   "run `leadrelay store upgrade`")
+
+
+@store_group.command("upgrade")
+@click.pass_context
+@_fail_cleanly
+def store_upgrade(ctx: click.Context) -> None:
+    """Migrate the store to the newest schema (one transaction; data kept)."""
+    from sync.store import Store
+
+    store = Store(_settings(ctx).store.url)
+    before, after = store.migrate()
+    store.close()
+    click.echo(f"store schema {before or 'unversioned'} -> {after}")
+
+
 @main.group()
 def sandbox() -> None:
     """The built-in fake vendor APIs (for trying leadrelay without a CRM)."""
 
 
 @sandbox.command("serve")
-@click.option("--port", default=8765, show_default=True, type=int)
-@click.option("--contacts", default=2000, show_default=True, type=int)
+@click.option("--vendor", default="hubspot", show_default=True,
+              type=click.Choice(["hubspot", "salesforce", "marketo", "meta", "google_ads", "linkedin", "all"]),
+              help="Which fake to serve; `all` serves every one, each on its own port (PORT, PORT+1, ...).")
+@click.option("--port", default=8765, show_default=True, type=int, help="The (first) port; 0 picks free ports.")
+@click.option("--contacts", default=2000, show_default=True, type=int,
+              help="People seeded into HubSpot, Salesforce and Marketo.")
 @click.option("--seed", default=7, show_default=True, type=int)
-@click.option("--token", default="sandbox-token", show_default=True)
-def sandbox_serve(port: int, contacts: int, seed: int, token: str) -> None:
-    """Serve a seeded HubSpot sandbox on 127.0.0.1:PORT until interrupted."""
+@click.option("--token", default="sandbox-token", show_default=True, help="The HubSpot sandbox's token.")
+def sandbox_serve(vendor: str, port: int, contacts: int, seed: int, token: str) -> None:
+    """Serve seeded vendor fakes on 127.0.0.1 until interrupted; print each base URL and the
+    [connections.*] settings (sandbox credentials) that reach it."""
     from sync.demo import serve_forever
 
-    serve_forever(port=port, contacts=contacts, seed=seed, token=token)
+    serve_forever(port=port, contacts=contacts, seed=seed, token=token, vendor=vendor, echo=click.echo)
 
 
 @main.command()

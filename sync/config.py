@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from connectors.base import ConnectorConfig, LeadrelayError
 
@@ -65,6 +65,20 @@ class BandThreshold(_Strict):
     min_score: int = Field(ge=1, le=99)
 
 
+class DriftSettings(_Strict):
+    """PSI thresholds of the per-run drift check (score and top features against the training reference)."""
+
+    warn: float = Field(0.1, gt=0)
+    alert: float = Field(0.25, gt=0)
+    min_rows: int = Field(100, ge=1)  # fewer leads scored in a run: PSI is noise, reported but never flagged
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftSettings:
+        if self.warn > self.alert:
+            raise ValueError(f"warn ({self.warn}) must not be above alert ({self.alert})")
+        return self
+
+
 class ScoringSettings(_Strict):
     model_dir: str = ".leadrelay/models/lead"
     horizon_days: int = Field(30, ge=1, le=365)
@@ -75,6 +89,10 @@ class ScoringSettings(_Strict):
     rescore_after_hours: float = Field(24.0, gt=0)
     features: dict[str, Any] = Field(default_factory=dict)  # intent features; validated by scoring.FeatureSpec
     fit: dict[str, Any] = Field(default_factory=dict)       # fit features and the ICP; likewise
+    # The predictive question (entity, population, target, assuming); validated by scoring.PredictiveQuestion.
+    question: dict[str, Any] = Field(default_factory=dict)
+    drift: DriftSettings = DriftSettings()
+    shadow: bool = True  # score a registered challenger beside the champion each cycle (stored, never pushed)
 
     def feature_mapping(self) -> dict[str, Any]:
         """The ``scoring.FeatureSpec`` mapping these settings describe (empty: the defaults)."""
@@ -104,8 +122,12 @@ class FollowUpSettings(_Strict):
 class PipelineSettings(_Strict):
     source: str
     destination: str
-    streams: tuple[str, ...] = ("accounts", "leads", "activities")
+    streams: tuple[str, ...] = ("accounts", "leads", "activities", "consent")
     interval_seconds: int = Field(900, ge=10)
+    # `leadrelay run`: a cron expression instead of the interval ("m h dom mon dow", or six fields with
+    # seconds first); and an optional fast poll, an incremental cycle every N seconds in between.
+    cron: str | None = None
+    fast_poll_seconds: float | None = Field(None, ge=0.5)
     push_scores: bool = True
     min_score_change: int = Field(1, ge=0, le=98)
     activity_retention_days: int = Field(180, ge=1)
@@ -119,6 +141,78 @@ class PipelineSettings(_Strict):
             raise ValueError("follow_up: routing creates the follow-up tasks; remove follow_up or routing")
         return self
 
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            cron_trigger(value)  # raises ValueError naming what is wrong
+        return value
+
+    @model_validator(mode="after")
+    def _interval_or_cron(self) -> PipelineSettings:
+        if self.cron is not None and "interval_seconds" in self.model_fields_set:
+            raise ValueError("cron: give either cron or interval_seconds, not both")
+        return self
+
+
+CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+
+
+def cron_trigger(expression: str, timezone: str = "UTC") -> Any:
+    """An apscheduler CronTrigger from a crontab line (5 fields, or 6 with seconds first)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    parts = expression.split()
+    if len(parts) not in (5, 6):
+        raise ValueError(f"must have 5 fields (minute hour day month day_of_week) or 6 (seconds first), "
+                         f"got {len(parts)}: {expression!r}")
+    names = CRON_FIELDS if len(parts) == 5 else ("second", *CRON_FIELDS)
+    try:
+        return CronTrigger(**dict(zip(names, parts, strict=True)), timezone=timezone)
+    except ValueError as exc:
+        raise ValueError(f"not a valid cron expression {expression!r}: {exc}") from None
+
+
+class DaemonSettings(_Strict):
+    """`leadrelay run`: the operators' HTTP endpoint, this agent's identity and its pipeline leases."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)  # 0: any free port (printed at start-up)
+    agent_id: str | None = None              # default: host name and process id
+    lease_seconds: float = Field(30.0, ge=1, le=3600)
+    misfire_grace_seconds: int = Field(300, ge=1)
+    stop_grace_seconds: float = Field(120.0, gt=0)  # SIGTERM: how long the batch in flight may take to finish
+    # Webhook secrets by connection name, written as "${ENV}": HubSpot's app secret or a shared HMAC key.
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    public_url: str | None = None  # the base URL senders call, if a proxy sits in front (HubSpot signs it)
+
+
+class AlertSettings(_Strict):
+    """Alerts on a change of state, posted to a Slack-compatible webhook (sync.alerts)."""
+
+    webhook_url: SecretStr | None = None   # "${SLACK_WEBHOOK}": the URL is a credential, never logged
+    rejected_threshold: int = Field(50, ge=1)          # dead-lettered + quarantined rows in one run
+    history_runs: int = Field(10, ge=3, le=200)        # recent runs the record-count and duration medians use
+    min_history_runs: int = Field(5, ge=2)             # fewer finished runs: no judgement yet
+    volume_ratio: float = Field(3.0, gt=1)             # read > median × r or < median ÷ r is "far"
+    volume_min_records: int = Field(100, ge=1)         # medians below this are too small to judge
+    slow_ratio: float = Field(3.0, gt=1)               # a run longer than median × r ...
+    slow_min_seconds: float = Field(60.0, ge=0)        # ... and longer than this is slow
+    schema_min_records: int = Field(50, ge=1)          # records of a stream sampled before fields are judged
+    timeout: float = Field(10.0, gt=0)
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value  # "${SLACK_WEBHOOK:-}" with the variable unset: alerts off
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")  # the value itself is never echoed
+        return value
+
 
 class ConnectionSettings(_Strict):
     """A named connection: the connector type, framework options, and the connector's own options."""
@@ -131,6 +225,8 @@ class Settings(_Strict):
     store: StoreSettings = StoreSettings()
     retry: RetryConfig = RetryConfig()
     scoring: ScoringSettings = ScoringSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    alerts: AlertSettings = AlertSettings()
     connections: dict[str, ConnectionSettings]
     pipelines: dict[str, PipelineSettings]
     # Decision tables, validated by their own modules in parse() (sync.consent, sync.audiences, sync.routing).
@@ -151,6 +247,8 @@ class Settings(_Strict):
             if pipe.routing is not None and pipe.routing not in self.routing:
                 problems.append(f"pipelines.{name}.routing: no routing rule named {pipe.routing!r} "
                                 f"(define [routing.{pipe.routing}])")
+        problems += [f"daemon.webhook_secrets.{c}: no connection named {c!r}"
+                     for c in self.daemon.webhook_secrets if c not in self.connections]
         for name, table in self.audiences.items():
             destination = table.get("destination")
             if isinstance(destination, str) and destination not in self.connections:
@@ -254,6 +352,17 @@ def parse(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, sourc
         FeatureSpec.from_mapping(settings.scoring.feature_mapping())
     except FeatureSpecError as exc:
         raise ConfigError([f"scoring.{exc.path}: {exc.problem}"], source=source) from None
+    if settings.scoring.question:
+        from scoring.question import PredictiveQuestion
+
+        try:
+            question = PredictiveQuestion.from_mapping(settings.scoring.question, path="scoring.question")
+        except FeatureSpecError as exc:
+            raise ConfigError([f"{exc.path}: {exc.problem}"], source=source) from None
+        if question.entity != "lead":
+            # The pipeline scores, stores and pushes leads; an account model needs account subjects end to end.
+            raise ConfigError([f"scoring.question.entity: {question.entity!r} is not served yet: the pipeline "
+                               "scores leads (use entity = \"lead\")"], source=source)
     problems = _decision_problems(settings)
     if problems:
         raise ConfigError(problems, source=source)
@@ -304,13 +413,17 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
 
 
 __all__ = [
+    "AlertSettings",
     "ConfigError",
     "ConnectionSettings",
+    "DaemonSettings",
+    "DriftSettings",
     "PipelineSettings",
     "RetryConfig",
     "ScoringSettings",
     "Settings",
     "StoreSettings",
+    "cron_trigger",
     "load",
     "parse",
 ]

@@ -22,8 +22,10 @@ from sync import holdouts
 from sync.audiences import (
     ADD_OPERATION,
     REMOVE_OPERATION,
+    AudienceDecision,
     AudienceDecisions,
     AudienceSpec,
+    Cause,
     Membership,
     audience_writes,
     lead_identifiers,
@@ -31,6 +33,8 @@ from sync.audiences import (
 from sync.audiences import Candidate as AudienceCandidate
 from sync.audiences import decide as decide_audience
 from sync.consent import Channel, ConsentPolicy, ConsentView, Person, google_ads_consent
+from sync.identity import AccountIndex, AccountMatch, email_changes, find_duplicates, normalize_email
+from sync.masking import mask_email
 from sync.routing import Action, RoutingSpec, desired_writes, route
 from sync.routing import Candidate as RoutingCandidate
 
@@ -42,6 +46,11 @@ CHUNK = 5_000  # leads read at a time while gathering candidates
 FOLLOW_UP_ACTIVITIES = frozenset({"sales_touch", "meeting"})
 # Connectors that take Google Ads' consent fields with each identifier.
 CONSENT_FIELDS = frozenset({"google_ads"})
+# A lead without an account in the CRM is attached to the account its e-mail domain matches from this
+# confidence up (the exact domain is 0.95, a first-level sub-domain 0.8): routing then sees that account's owner
+# and firmographics. Below it, or when several accounts share the domain, the match is only reported.
+MATCH_CONFIDENCE = 0.8
+IDENTITY_SAMPLES = 5
 
 
 @dataclass
@@ -50,14 +59,15 @@ class Decisions:
 
     routing: dict[str, Any] = field(default_factory=dict)
     audiences: dict[str, dict[str, Any]] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)  # duplicate people and account matches, reported
     suppressed: Counter[str] = field(default_factory=Counter)  # leads a decision skipped for consent, per channel
     warnings: list[str] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     audit: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (kind, subject, data)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"routing": self.routing, "audiences": self.audiences, "suppressed": dict(self.suppressed),
-                "warnings": self.warnings, "samples": self.samples}
+        return {"routing": self.routing, "audiences": self.audiences, "identity": self.identity,
+                "suppressed": dict(self.suppressed), "warnings": self.warnings, "samples": self.samples}
 
 
 def lead_of(row: Mapping[str, Any]) -> Lead:
@@ -91,6 +101,7 @@ class Decide:
         self.policy = policy
         self.result = Decisions()
         self._consent: ConsentView | None = None
+        self.matched: dict[str, AccountMatch] = {}  # lead key -> confident account match (leads without one)
 
     def consent(self, people: Mapping[str, Person]) -> ConsentView:
         if self._consent is None:
@@ -101,12 +112,55 @@ class Decide:
 
     def run(self, scored: Iterable[str]) -> Decisions:
         pipe = self.cycle.pipe
+        self.identify()
         if pipe.routing is not None:
             self.route(self.cycle.settings.routing_rule(pipe.routing), set(scored))
         for name in pipe.audiences:
             spec, share = self.cycle.settings.audience(name)
             self.audience(spec, share)
         return self.result
+
+    # -- identity -----------------------------------------------------------------------------------
+
+    def identify(self) -> dict[str, Any]:
+        """Duplicate people (one mailbox, several leads: reported, never merged) and the account each lead
+        without one matches by e-mail domain (free mail never matches; ambiguous domains are not guessed)."""
+        people, domains = memory.identity_inputs(self.unit, self.source)
+        groups = find_duplicates((key, email) for key, email, _ in people)
+        index = AccountIndex.build(domains)
+        counts: Counter[str] = Counter()
+        samples: list[dict[str, Any]] = []
+        by_domain: dict[str, AccountMatch | None] = {}  # a match depends only on the domain: once per domain
+        for key, email, account_key in people:
+            if account_key:
+                continue
+            counts["without_account"] += 1
+            address = normalize_email(email)
+            domain = address.rpartition("@")[2] if address else ""
+            if domain not in by_domain:
+                by_domain[domain] = index.match(address)
+            found = by_domain[domain]
+            if found is None:
+                counts["unmatched"] += 1
+            elif found.ambiguous:
+                counts["ambiguous"] += 1
+            elif found.confidence >= MATCH_CONFIDENCE:
+                counts["matched"] += 1
+                self.matched[key] = found
+            else:
+                counts["low_confidence"] += 1
+            if found is not None and len(samples) < IDENTITY_SAMPLES:
+                samples.append({"lead": key, "account": found.account_key, "confidence": found.confidence,
+                                "reason": found.reason})
+        self.result.identity = {
+            "duplicates": {"groups": len(groups), "people": sum(len(g.keys) for g in groups),
+                           "samples": [{"address": mask_email(g.address), "leads": list(g.keys)}
+                                       for g in groups[:IDENTITY_SAMPLES]]},
+            "accounts": {"without_account": counts["without_account"], "matched": counts["matched"],
+                         "low_confidence": counts["low_confidence"], "ambiguous": counts["ambiguous"],
+                         "unmatched": counts["unmatched"], "min_confidence": MATCH_CONFIDENCE, "samples": samples},
+        }
+        return self.result.identity
 
     # -- routing ------------------------------------------------------------------------------------
 
@@ -122,13 +176,17 @@ class Decide:
             scores = self.unit.scores(self.source, chunk)
             wanted = [k for k in chunk if k in state.assignments or (k in scores and scores[k]["score"] >= floor)]
             rows = self.unit.load_leads(self.source, wanted)
-            accounts = self.unit.load_accounts(self.source, [r["account_key"] for r in rows if r["account_key"]])
+            # A lead the CRM left without an account is routed with the account its domain confidently matches.
+            account_of_lead = {r["key"]: r["account_key"] or (m.account_key if (m := self.matched.get(r["key"]))
+                                                               else None) for r in rows}
+            accounts = self.unit.load_accounts(self.source, [a for a in account_of_lead.values() if a])
             for row in rows:
                 score = scores.get(row["key"])
                 if score is None:
                     continue
                 lead = lead_of(row)
-                account = accounts.get(row["account_key"]) if row["account_key"] else None
+                account_key = account_of_lead[row["key"]]
+                account = accounts.get(account_key) if account_key else None
                 candidates.append(RoutingCandidate.from_records(
                     lead, account_of(account) if account else None, int(score["score"]), fields=spec.fields,
                     band=score["band"], reasons=score["reasons_positive"]))
@@ -202,19 +260,46 @@ class Decide:
             (control if holdouts.in_control(d.person, rule, share) else treated).append(d)
         memory.record_holdouts(self.unit, [(rule, d.person, d in control, share, "add", self.now)
                                            for d in decided.adds])
-        acted = replace(decided, adds=tuple(treated))
-        identifiers = {d.person: self._identifiers(spec, leads[d.person], view) for d in treated}
-        identifiers.update({d.person: sent.get(d.person, {}) for d in acted.removes})
-        writes = audience_writes(spec, acted, identifiers)
+        moved_out, moved_in = self._email_changed(spec, decided, members, sent, leads)
+        acted = replace(decided, adds=(*treated, *moved_in), removes=(*decided.removes, *moved_out))
+        # By person, separately for adds and removes: a person whose e-mail changed has both, the remove with
+        # the identifiers the add once sent and the new add with today's.
+        added = {d.person: self._identifiers(spec, leads[d.person], view) for d in acted.adds}
+        removed = {d.person: sent.get(d.person, {}) for d in acted.removes}
+        writes = (*audience_writes(spec, replace(acted, removes=()), added),
+                  *audience_writes(spec, replace(acted, adds=()), removed))
         memory.supersede_stays(self.unit, spec.destination, (ADD_OPERATION, REMOVE_OPERATION), spec.audience_id,
                                [d.person for d in (*acted.adds, *acted.removes)], self.now)
         memory.record_stays(
             self.unit, spec.name,
             [(Membership(person=d.person, audience=spec.name, entered_at=d.entered_at, entry_reason=d.reason,
-                         added_by_leadrelay=True), identifiers[d.person]) for d in treated],
+                         added_by_leadrelay=True), added[d.person]) for d in acted.adds],
             [(d.person, d.entered_at, d.reason) for d in acted.removes], self.now)
         self._report_audience(spec, acted, control, candidates, view)
+        self.result.audiences[spec.name]["email_changed"] = len(moved_in)
         self.cycle.plan(list(writes))
+
+    def _email_changed(self, spec: AudienceSpec, decided: AudienceDecisions, members: Sequence[Membership],
+                       sent: Mapping[str, Mapping[str, Any]], leads: Mapping[str, Lead]
+                       ) -> tuple[list[AudienceDecision], list[AudienceDecision]]:
+        """Members who stay but whose e-mail changed since their add: the stay that went in with the old
+        address is closed (its remove sends the identifiers the add sent) and a new stay is added with the
+        new one. The person keeps their key, consent and place in the audience; only the identifiers move."""
+        leaving = {d.person for d in (*decided.removes, *decided.held, *decided.not_ours)}
+        stays = {m.person: m for m in members
+                 if m.audience == spec.name and m.active and m.added_by_leadrelay and m.person not in leaving
+                 and m.person in leads}
+        changes = email_changes({p: sent.get(p, {}).get("email") for p in stays},
+                                {p: leads[p].email for p in stays})
+        out, into = [], []
+        for change in changes:
+            member = stays[change.key]
+            reason = (f"e-mail changed ({mask_email(change.old)} → {mask_email(change.new)}): " if change.new
+                      else f"e-mail removed ({mask_email(change.old)}): ") + "identifiers replaced, same person"
+            out.append(AudienceDecision(change.key, spec.name, "remove", Cause.EMAIL_CHANGED, reason,
+                                        member.entered_at))
+            into.append(AudienceDecision(change.key, spec.name, "add", Cause.EMAIL_CHANGED, reason, self.now))
+        return out, into
 
     def _identifiers(self, spec: AudienceSpec, lead: Lead, view: ConsentView) -> dict[str, Any]:
         ids: dict[str, Any] = lead_identifiers(lead)

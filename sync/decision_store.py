@@ -93,6 +93,43 @@ class HoldoutRow(SQLModel, table=True):
     decided_at: datetime = Field(sa_type=sa.DateTime())
 
 
+class ShadowScoreRow(SQLModel, table=True):
+    """A challenger's score of a lead, scored in shadow beside the champion's: never planned, never pushed.
+
+    The latest score per lead and version, plus the first one with the champion's probability at that time —
+    what ``leadrelay model status`` compares on outcomes once the horizon has passed."""
+
+    __tablename__ = "shadow_score"
+    source: str = Field(primary_key=True)
+    lead_key: str = Field(primary_key=True)
+    model_version: str = Field(primary_key=True)
+    probability: float
+    score: int
+    band: str
+    scored_at: datetime = Field(sa_type=sa.DateTime())
+    first_scored_at: datetime = Field(sa_type=sa.DateTime())
+    first_probability: float
+    first_champion_probability: float
+
+
+def save_shadow_scores(unit: Unit, source: str, version: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows of ``lead_key, probability, score, band, champion_probability, scored_at``; the first score of
+    each lead is kept, the latest replaced."""
+    unit._exec_many(ShadowScoreRow.__table__, [
+        {"source": source, "lead_key": r["lead_key"], "model_version": version, "probability": float(r["probability"]),
+         "score": int(r["score"]), "band": str(r["band"]), "scored_at": _naive(r["scored_at"]),
+         "first_scored_at": _naive(r["scored_at"]), "first_probability": float(r["probability"]),
+         "first_champion_probability": float(r["champion_probability"])} for r in rows
+    ], ["source", "lead_key", "model_version"], update=["probability", "score", "band", "scored_at"])
+
+
+def shadow_scores(unit: Unit, source: str, version: str) -> list[dict[str, Any]]:
+    t = ShadowScoreRow.__table__
+    rows = unit.conn.execute(sa.select(t).where(t.c.source == source, t.c.model_version == version))
+    return [{**dict(r._mapping), "scored_at": _aware(r.scored_at), "first_scored_at": _aware(r.first_scored_at)}
+            for r in rows]
+
+
 # --------------------------------------------------------------------------------------------------
 # Consent
 
@@ -163,6 +200,25 @@ def consent_history(unit: Unit, source: str, lead_key: str) -> list[dict[str, An
                              .order_by(t.c.effective_at, t.c.key))
     return [{"channel": r.channel, "status": r.status, "effective_at": _aware(r.effective_at).isoformat(),
              "lawful_basis": r.lawful_basis, "source": r.origin} for r in rows]
+
+
+# --------------------------------------------------------------------------------------------------
+# Identity
+
+
+def identity_inputs(unit: Unit, source: str) -> tuple[list[tuple[str, str | None, str | None]],
+                                                      list[tuple[str, str | None]]]:
+    """Every lead's ``(key, email, account_key)`` and every account's ``(key, domain)`` of the source: the
+    few columns identity decisions read, without loading whole records."""
+    from sync.store import AccountRow, LeadRow
+
+    leads, accounts = LeadRow.__table__, AccountRow.__table__
+    people = [(r.key, r.email, r.account_key) for r in unit.conn.execute(
+        sa.select(leads.c.key, leads.c.email, leads.c.account_key).where(leads.c.source == source)
+        .order_by(leads.c.key))]
+    domains = [(r.key, r.domain) for r in unit.conn.execute(
+        sa.select(accounts.c.key, accounts.c.domain).where(accounts.c.source == source).order_by(accounts.c.key))]
+    return people, domains
 
 
 # --------------------------------------------------------------------------------------------------
@@ -347,9 +403,11 @@ __all__ = [
     "HoldoutRow",
     "MembershipRow",
     "RoutingCounterRow",
+    "ShadowScoreRow",
     "assignment_of",
     "consent_history",
     "holdout_cohort",
+    "identity_inputs",
     "last_activities",
     "load_consent",
     "load_memberships",
@@ -359,5 +417,7 @@ __all__ = [
     "record_stays",
     "save_consent",
     "save_routing",
+    "save_shadow_scores",
+    "shadow_scores",
     "supersede_stays",
 ]

@@ -8,12 +8,17 @@ and, from the sandbox's own counters, what reached the "CRM".
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 SANDBOX_TOKEN = "sandbox-token"  # the sandbox's own token: not a secret
 
@@ -127,15 +132,108 @@ def _sample_contact(sandbox: object) -> dict[str, str] | None:
     return {k: best.get(k) or "" for k in keys}
 
 
-def serve_forever(*, port: int, contacts: int, seed: int, token: str) -> None:
-    """`leadrelay sandbox serve`: a seeded sandbox on 127.0.0.1:PORT until Ctrl-C."""
-    import uvicorn
-
-    from connectors.sandbox import HubSpotSandbox, generate_dataset
-
-    sandbox = HubSpotSandbox(token=token)
-    sandbox.load(generate_dataset(seed=seed, contacts=contacts, now=datetime.now(UTC)))
-    uvicorn.run(sandbox.app, host="127.0.0.1", port=port, log_level="warning")
+# `leadrelay sandbox serve --vendor`: the fakes it can serve, in port order for `all`.
+SANDBOX_VENDORS = ("hubspot", "salesforce", "marketo", "meta", "google_ads", "linkedin")
 
 
-__all__ = ["run_demo", "serve_forever"]
+@dataclass(frozen=True)
+class ServedSandbox:
+    """One fake being served: its vendor, base URL and the connection settings that reach it."""
+
+    vendor: str
+    sandbox: Any
+    base_url: str
+    connection: dict[str, Any]
+    note: str = ""
+
+    def toml(self) -> str:
+        """The ``[connections.<vendor>]`` table to paste into a config."""
+        lines = [f"[connections.{self.vendor}]" + (f"  # {self.note}" if self.note else "")]
+        for key, value in self.connection.items():
+            if isinstance(value, dict):
+                inner = ", ".join(f"{json.dumps(str(k))} = {json.dumps(v)}" for k, v in value.items())
+                lines.append(f"{key} = {{ {inner} }}")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+        return "\n".join(lines)
+
+
+def _build(vendor: str, *, contacts: int, seed: int, token: str, now: datetime) -> tuple[Any, Any]:
+    """(the seeded fake, a function base URL -> (connection settings, note))."""
+    from connectors import sandbox as fakes
+
+    if vendor == "hubspot":
+        hub = fakes.HubSpotSandbox(token=token)
+        hub.load(fakes.generate_dataset(seed=seed, contacts=contacts, now=now))
+        return hub, lambda url: ({"type": "hubspot", "token": token, "base_url": url}, "")
+    if vendor == "salesforce":
+        sf = fakes.SalesforceSandbox()
+        sf.load(fakes.generate_dataset(seed=seed, contacts=contacts, now=now))
+        return sf, lambda url: ({"type": "salesforce", "client_id": sf.client_id, "client_secret": sf.client_secret,
+                                 "refresh_token": next(iter(sf.refresh_tokens)), "login_url": url,
+                                 "lead_fields": {"account_key": "Account__c"}}, "")
+    if vendor == "marketo":
+        from connectors.sandbox.marketo import SANDBOX_ACTIVITY_TYPES
+
+        mkto = fakes.MarketoSandbox()
+        mkto.load(fakes.generate_dataset(seed=seed, contacts=contacts, now=now))
+        list_id = mkto.create_list("leadrelay sandbox list")
+        return mkto, lambda url: ({"type": "marketo", "base_url": url, "client_id": "sandbox-marketo-client",
+                                   "client_secret": "sandbox-marketo-secret",
+                                   "activity_types": {str(k): v for k, v in SANDBOX_ACTIVITY_TYPES.items()},
+                                   "conversion_date_field": "opportunityDate"},
+                                  f"static list id for an audience: {list_id}")
+    if vendor == "meta":
+        meta = fakes.MetaSandbox()
+        audience = meta.create_audience("leadrelay sandbox audience")
+        account = min(meta.accounts).removeprefix("act_")
+        return meta, lambda url: ({"type": "meta", "access_token": "sandbox-meta-token", "ad_account_id": account,
+                                   "base_url": f"{url}/v25.0"}, f"custom audience id: {audience}")
+    if vendor == "google_ads":
+        ads = fakes.GoogleAdsSandbox()
+        user_list = ads.create_user_list("leadrelay sandbox list")
+        return ads, lambda url: ({"type": "google_ads", "developer_token": ads.developer_token,
+                                  "client_id": ads.client_id, "client_secret": ads.client_secret,
+                                  "refresh_token": ads.refresh_token, "customer_id": min(ads.customers),
+                                  "base_url": url, "token_url": f"{url}/token"}, f"user list id: {user_list}")
+    if vendor == "linkedin":
+        li = fakes.LinkedInSandbox()
+        segment = li.create_segment("leadrelay sandbox segment")
+        return li, lambda url: ({"type": "linkedin", "access_token": next(iter(li.tokens)),
+                                 "ad_account_id": min(li.accounts), "base_url": f"{url}/rest"},
+                                f"DMP segment id: {segment}")
+    raise ValueError(f"unknown sandbox vendor {vendor!r}; choose from {', '.join(SANDBOX_VENDORS)} or all")
+
+
+@contextlib.contextmanager
+def serve_sandboxes(vendors: Sequence[str], *, port: int, contacts: int, seed: int,
+                    token: str) -> Iterator[list[ServedSandbox]]:
+    """Serve each vendor's seeded fake on 127.0.0.1, the n-th on ``port + n`` (``port`` 0: free ports)."""
+    from connectors.sandbox import serve_on_loopback
+
+    now = datetime.now(UTC)
+    served: list[ServedSandbox] = []
+    with contextlib.ExitStack() as stack:
+        for n, vendor in enumerate(vendors):
+            fake, connection = _build(vendor, contacts=contacts, seed=seed, token=token, now=now)
+            url = stack.enter_context(serve_on_loopback(fake.app, port=port + n if port else 0))
+            settings, note = connection(url)
+            served.append(ServedSandbox(vendor, fake, url, settings, note))
+        yield served
+
+
+def serve_forever(*, port: int, contacts: int, seed: int, token: str, vendor: str = "hubspot",
+                  echo: Callable[[str], None] = print, stop: threading.Event | None = None) -> None:
+    """`leadrelay sandbox serve`: seeded fakes on 127.0.0.1 (from PORT on) until Ctrl-C (or ``stop`` is set);
+    prints each one's base URL and the connection settings that reach it."""
+    vendors = SANDBOX_VENDORS if vendor == "all" else (vendor,)
+    waiting = stop or threading.Event()
+    with serve_sandboxes(vendors, port=port, contacts=contacts, seed=seed, token=token) as served:
+        for one in served:
+            echo(f"# {one.vendor} sandbox on {one.base_url}\n{one.toml()}\n")
+        echo("Serving until Ctrl-C.")
+        with contextlib.suppress(KeyboardInterrupt):
+            waiting.wait()
+
+
+__all__ = ["SANDBOX_VENDORS", "ServedSandbox", "run_demo", "serve_forever", "serve_sandboxes"]

@@ -1,16 +1,24 @@
 """One person's whole story, and the lift of each holdout rule: read-only views over the store.
 
 ``leadrelay explain PERSON`` answers "why did this happen to this lead?" from what the cycles stored: the
-lead, its latest score and reasons, its consent timeline, its audience stays, its routing, its holdout
-entries, and every operation planned for it with its outcome. ``leadrelay report lift`` compares the
+lead, its latest score and reasons, the feature values the model saw for that score, its consent timeline,
+its audience stays, its routing, its holdout entries, and every operation planned for it with its outcome.
+
+The feature values are not stored with each score: they are recomputed through the serving code path
+(:func:`sync.subjects.build_subjects` and :func:`scoring.compute_features`, the same retention window) as of
+the score's time, with the model version that scored it, and checked by scoring them again — when the
+probability comes out as stored, they are exactly what the model saw; when not (the record, its account or
+its activities changed since), the story says so. ``leadrelay report lift`` compares the
 conversion of treated and control subjects of each holdout rule (:func:`sync.holdouts.lift`). Personal data
 is masked unless the caller reveals it for an authorised audit.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,16 +28,23 @@ from sync.masking import mask_record
 from sync.store import ActivityRow, OutboxRow, Unit, utc
 
 _CONVERSION = "conversion"
+# A recomputed probability this close to the stored one reproduces the score (float32 model output).
+REPRODUCED = 1e-6
 
 
-def explain(unit: Unit, source: str, person: str, *, reveal: bool = False) -> dict[str, Any] | None:
-    """Everything the store knows about ``person`` (a lead key of ``source``); ``None`` if it knows nothing."""
+def explain(unit: Unit, source: str, person: str, *, reveal: bool = False, model_dir: str | Path | None = None,
+            retention_days: int = 180) -> dict[str, Any] | None:
+    """Everything the store knows about ``person`` (a lead key of ``source``); ``None`` if it knows nothing.
+    With ``model_dir`` (the model registry), the story includes the features behind the latest score."""
     leads = unit.load_leads(source, [person])
     if not leads:
         return None
     lead = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in leads[0].items()
             if k not in ("source", "content_hash")}
     score = unit.scores(source, [person]).get(person)
+    features = None
+    if score is not None and model_dir is not None:
+        features = score_features(unit, source, person, score, model_dir=model_dir, retention_days=retention_days)
     if score is not None:
         score = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in score.items()
                  if k not in ("source", "lead_key")}
@@ -37,6 +52,7 @@ def explain(unit: Unit, source: str, person: str, *, reveal: bool = False) -> di
         "person": person,
         "lead": lead,
         "score": score,
+        "features": features,
         "consent": memory.consent_history(unit, source, person),
         "audiences": memory.membership_history(unit, person),
         "routing": memory.assignment_of(unit, person),
@@ -44,6 +60,50 @@ def explain(unit: Unit, source: str, person: str, *, reveal: bool = False) -> di
         "operations": operations_for(unit, person),
     }
     return dict(mask_record(story, reveal=reveal))
+
+
+def score_features(unit: Unit, source: str, person: str, score: Mapping[str, Any], *, model_dir: str | Path,
+                   retention_days: int = 180) -> dict[str, Any]:
+    """The feature values behind ``score`` (a stored score row), recomputed as of its time with the model
+    version that produced it, and whether they reproduce its probability (see the module docstring)."""
+    from scoring import ModelLoadError, ScoringError, ScoringModel, compute_features
+    from scoring.card import CARD_FILE
+    from scoring.registry import Registry, RegistryError
+    from sync.subjects import build_subjects
+
+    version, at = str(score["model_version"]), score["scored_at"]
+    root = Path(model_dir)
+    try:
+        folder = Registry(root).version_dir(version)
+    except RegistryError:
+        folder = root
+    if not (folder / CARD_FILE).exists():
+        folder = root
+    try:
+        model = ScoringModel.load(folder)
+    except (ModelLoadError, ScoringError) as exc:
+        return {"note": f"model {version} cannot be loaded: {exc}"}
+    if model.version != version:
+        return {"note": f"model {version} is no longer in {root}: its features cannot be recomputed"}
+    leads = unit.load_leads(source, [person])
+    accounts = unit.load_accounts(source, [x["account_key"] for x in leads if x["account_key"]])
+    activities = unit.load_activities(source, [person], at - timedelta(days=retention_days))
+    frame = compute_features(model.spec, build_subjects(leads, accounts, activities), at)
+    probability = float(model.predict_proba(frame)[0])
+    values: dict[str, Any] = {}
+    for j, name in enumerate(frame.numeric_names):
+        v = float(frame.numeric[0, j])
+        values[name] = None if math.isnan(v) else round(v, 6)
+    values.update((name, str(frame.categorical[0, j])) for j, name in enumerate(frame.categorical_names))
+    reproduced = abs(probability - float(score["probability"])) <= REPRODUCED
+    return {
+        "model_version": version, "as_of": at.isoformat(),
+        "method": "recomputed through the serving path as of the score's time",
+        "reproduces_score": reproduced, "probability_recomputed": round(probability, 6),
+        "note": None if reproduced else ("the lead, its account or its activities changed since it was scored: "
+                                         "these values are today's record as of that time, not what the model saw"),
+        "values": values,
+    }
 
 
 def _holdouts_of(unit: Unit, person: str) -> list[dict[str, Any]]:
@@ -116,4 +176,4 @@ def _first_conversions(unit: Unit, source: str, people: list[str]) -> Mapping[st
     return out
 
 
-__all__ = ["explain", "lift_report", "operations_for"]
+__all__ = ["explain", "lift_report", "operations_for", "score_features"]

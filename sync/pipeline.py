@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -40,6 +41,7 @@ from connectors.http import (
     account_identity,
     build_client,
 )
+from sync.alerts import observe_fields
 from sync.config import ConnectionSettings, PipelineSettings, Settings
 from sync.locks import PipelineBusy, pipeline_lock
 from sync.masking import mask_record
@@ -66,6 +68,9 @@ PREFETCH_PAGES = 2
 SAMPLES = 10  # planned operations shown with their reasons in the report
 
 
+log = logging.getLogger("leadrelay.pipeline")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -86,6 +91,9 @@ class CycleReport:
     scored: int = 0
     model_version: str | None = None
     scoring_note: str | None = None
+    # PSI of the run's scores and top features against the model's training reference (sync.serving).
+    drift: dict[str, Any] = field(default_factory=dict)
+    challenger: dict[str, Any] = field(default_factory=dict)  # the challenger scored in shadow vs the champion
     plan: dict[str, Any] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     operations: list[dict[str, Any]] = field(default_factory=list)  # the whole plan (dry runs only)
@@ -95,6 +103,10 @@ class CycleReport:
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
     finished_at: datetime | None = None
+    # Fields the source delivered with a value, and the value's type, per stream (sampled; sync.alerts
+    # compares them run to run to tell a mapped field vanishing or changing type).
+    fields: dict[str, dict[str, str]] = field(default_factory=dict)
+    fields_sampled: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,10 +115,11 @@ class CycleReport:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "read": dict(self.read), "changed": dict(self.changed), "quarantined": self.quarantined,
             "quarantine_samples": self.quarantine_samples, "scored": self.scored,
-            "model_version": self.model_version, "scoring_note": self.scoring_note, "plan": self.plan,
+            "model_version": self.model_version, "scoring_note": self.scoring_note, "drift": self.drift,
+            "challenger": self.challenger, "plan": self.plan,
             "samples": self.samples, "operations": self.operations, "decisions": self.decisions,
             "warnings": self.warnings, "delivery": self.delivery, "errors": self.errors,
-            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "fields": self.fields,
         }
 
 
@@ -152,12 +165,17 @@ def retry_settings(settings: Settings) -> RetrySettings:
 
 
 def load_model(settings: Settings) -> ScoringModel | None:
+    """The registry's champion (promotion copies its files to the root of ``scoring.model_dir``), checked
+    against the configured feature spec: a mismatch raises :class:`FixConfiguration` naming the inputs."""
     directory = Path(settings.scoring.model_dir)
     if not (directory / "model.onnx").exists():
         return None
     from scoring import ScoringModel
+    from sync.serving import check_model
 
-    return ScoringModel.load(directory)
+    model = ScoringModel.load(directory)
+    check_model(settings, model)
+    return model
 
 
 class Cycle:
@@ -166,7 +184,8 @@ class Cycle:
     def __init__(self, settings: Settings, name: str, unit: Unit, report: CycleReport, *, clock: Clock,
                  now: datetime, source: Connector, destination: Connector,
                  model: ScoringModel | None, scoring_on: bool = True,
-                 destinations: Mapping[str, Connector] | None = None) -> None:
+                 destinations: Mapping[str, Connector] | None = None,
+                 stop: Callable[[], bool] | None = None) -> None:
         self.settings = settings
         self.name = name
         self.pipe: PipelineSettings = settings.pipelines[name]
@@ -180,6 +199,7 @@ class Cycle:
         self.destinations: dict[str, Connector] = {self.pipe.destination: destination, **(destinations or {})}
         self.model = model
         self.scoring_on = scoring_on
+        self.challenger: ScoringModel | None = None  # loaded by score(): the registry's, scored in shadow
         self.affected: set[str] = set()
         self.scored_keys: set[str] = set()
         self._owners: dict[str, str] = {}
@@ -188,6 +208,17 @@ class Cycle:
         self._uncommitted = 0
         self.planned = Plan(())
         self.plan_seconds = 0.0
+        # The daemon's stop request (SIGTERM): checked after each stored page and each scored batch, so the
+        # cycle ends after the batch in flight, with everything done so far committed.
+        self.stop = stop or (lambda: False)
+        self.stopped = False
+
+    def stopping(self) -> bool:
+        if not self.stopped and self.stop():
+            self.stopped = True
+            self.report.warnings.append("stopped on request after the batch in flight; the rest waits for the "
+                                        "next run")
+        return self.stopped
 
     def check_destination(self) -> None:
         """Refuse, before anything is read, a pipeline asking a destination for what it cannot do."""
@@ -205,18 +236,31 @@ class Cycle:
                     f"pipelines.{self.name}: destination {destination!r} cannot {', '.join(missing)} "
                     f"(it offers: {', '.join(operations) or 'no write operations'})")
 
+    def check_model(self) -> None:
+        """Refuse, before anything is read, a model trained with another feature spec than the configured one
+        (also one handed in by a caller rather than loaded by :func:`load_model`)."""
+        if self.model is not None and self.scoring_on:
+            from sync.serving import check_model
+
+            check_model(self.settings, self.model)
+
     # -- pull + store -------------------------------------------------------------------------------
 
     async def pull(self) -> None:
         wanted = [s for s in STREAM_ORDER if s in self.pipe.streams and s in self.source.capabilities.streams]
         for stream in wanted:
+            if self.stopping():
+                break
             cursor = self.unit.get_cursor(self.name, stream)
             self._uncommitted = 0
             try:
                 # The next pages are fetched while this one is stored (in a worker thread, so the event loop
                 # keeps the vendor busy): pull time is the slower of the two, not their sum.
-                async for page in prefetch(self.source.pull(stream, cursor), PREFETCH_PAGES):
-                    await asyncio.to_thread(self._store_page, stream, page)
+                async with contextlib.aclosing(prefetch(self.source.pull(stream, cursor), PREFETCH_PAGES)) as pages:
+                    async for page in pages:
+                        await asyncio.to_thread(self._store_page, stream, page)
+                        if self.stopping():
+                            break
                 self.unit.checkpoint()
             except FixConfiguration:
                 raise
@@ -234,6 +278,7 @@ class Cycle:
         activities = [r for r in page.records if isinstance(r, Activity)]
         consent = [r for r in page.records if isinstance(r, ConsentChange)]
         self.report.read[stream] += len(page.records)
+        observe_fields(self.report.fields, self.report.fields_sampled, stream, page.records)
         # What a change makes due for rescoring is marked in the change's own transaction: ``affected`` only
         # lives as long as this run, and the cursor will not bring the change back to the next one.
         if accounts:
@@ -294,6 +339,12 @@ class Cycle:
         since = self.now - timedelta(days=self.pipe.activity_retention_days)
         step = self.settings.scoring.batch_size
         self.report.model_version = self.model.version
+        from sync import serving
+
+        reference = serving.read_reference(self.settings, self.model.version)
+        watch = serving.DriftWatch(reference, self.settings) if reference is not None else None
+        self.challenger = serving.load_challenger(self.settings, self.model)
+        shadow = serving.ShadowComparison.start(self.challenger.version) if self.challenger is not None else None
         if self.pipe.routing is not None:
             from sync.decision_store import owners_by_lead
 
@@ -301,6 +352,8 @@ class Cycle:
             # never supersede an owner write still waiting in the outbox.
             self._owners = owners_by_lead(self.unit, [self.pipe.routing])
         for start in range(0, len(keys), step):
+            if start and self.stopping():
+                break
             chunk = keys[start:start + step]
             leads = self.unit.load_leads(src, chunk)
             accounts = self.unit.load_accounts(src, [x["account_key"] for x in leads if x["account_key"]])
@@ -309,6 +362,10 @@ class Cycle:
             frame = compute_features(self.model.spec, subjects, self.now)
             previous = self.unit.scores(src, chunk)
             batch = self._score_with_reasons(frame, previous)
+            if watch is not None:
+                watch.add(frame, batch.probability)
+            if shadow is not None:
+                self._shadow(shadow, subjects, frame, batch)
             rows = []
             desired: list[DesiredWrite] = []
             for subject, s in zip(subjects, batch.rows(), strict=True):
@@ -340,6 +397,34 @@ class Cycle:
             self.scored_keys.update(chunk)
             self.report.scored += len(rows)
             self.plan(desired)  # commits the scores together with the operations they call for
+        if watch is not None:
+            self.report.drift = watch.result()
+            warning = serving.drift_warning(self.report.drift)
+            if warning:
+                self.report.warnings.append(warning)
+        if shadow is not None:
+            self.report.challenger = shadow.result()
+            self.report.seconds["shadow"] = shadow.seconds
+
+    def _shadow(self, shadow: Any, subjects: list[Any], frame: FeatureFrame, batch: ScoreBatch) -> None:
+        """Score the batch with the challenger too and store its scores: compared in the report, never planned
+        (a challenger trained with its own spec gets its own features, computed the same way)."""
+        from scoring import compute_features
+        from sync.decision_store import save_shadow_scores
+
+        assert self.challenger is not None
+        assert self.model is not None
+        mark = time.perf_counter()
+        own = frame if self.challenger.spec == self.model.spec else compute_features(self.challenger.spec,
+                                                                                      subjects, self.now)
+        other = self.challenger.score(own, reasons=False)
+        shadow.add(batch, other)
+        save_shadow_scores(self.unit, self.pipe.source, other.model_version, [
+            {"lead_key": key, "probability": p, "score": sc, "band": b, "champion_probability": cp,
+             "scored_at": self.now}
+            for key, p, sc, b, cp in zip(other.keys, other.probability.tolist(), other.score.tolist(),
+                                         other.band.tolist(), batch.probability.tolist(), strict=True)])
+        shadow.seconds += time.perf_counter() - mark
 
     def _follow_ups(self, leads: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[DesiredWrite]:
         """A follow-up task for each lead at or over the threshold (planned once per lead, ever)."""
@@ -380,16 +465,19 @@ class Cycle:
     # -- decide -------------------------------------------------------------------------------------
 
     def decide(self) -> None:
-        """Consent, routing, audiences and holdouts (sync.decide); their writes are planned like scores'."""
-        if self.pipe.routing is None and not self.pipe.audiences:
-            return
-        if self.model is None or not self.scoring_on:
-            # Routing and audiences act on scores; without this run's scores they would act on stale ones.
-            self.report.warnings.append("no scores this run: routing and audiences were not decided")
-            return
+        """Identity, consent, routing, audiences and holdouts (sync.decide); their writes are planned like
+        scores'. Identity (duplicate people, account matches) is reported on every run."""
         from sync.decide import Decide
 
-        decisions = Decide(self, self.settings.consent_policy()).run(self.scored_keys)
+        decide = Decide(self, self.settings.consent_policy())
+        deciding = self.pipe.routing is not None or bool(self.pipe.audiences)
+        if not deciding or self.model is None or not self.scoring_on:
+            if deciding:
+                # Routing and audiences act on scores; without this run's scores they would act on stale ones.
+                self.report.warnings.append("no scores this run: routing and audiences were not decided")
+            self.report.decisions = {"identity": decide.identify()}
+            return
+        decisions = decide.run(self.scored_keys)
         self.unit.audit(decisions.audit, self.now)
         self.report.decisions = decisions.as_dict()
         self.report.warnings.extend(decisions.warnings)
@@ -457,9 +545,12 @@ async def run_cycle(
     model: ScoringModel | None = None,
     timing: Timing = Timing(),
     score: bool = True,
+    agent: str | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> CycleReport:
     """Run one cycle of pipeline ``name``; with ``dry_run`` nothing is written anywhere; with
-    ``score=False`` it only pulls (a backfill before the first model)."""
+    ``score=False`` it only pulls (a backfill before the first model). ``agent`` is recorded on the run row;
+    once ``stop()`` is true the cycle ends after the page or batch in flight (status ``stopped``)."""
     if name not in settings.pipelines:
         raise KeyError(f"no pipeline named {name!r} (configured: {', '.join(settings.pipelines)})")
     pipe = settings.pipelines[name]
@@ -472,7 +563,7 @@ async def run_cycle(
         if not dry_run:
             held.enter_context(pipeline_lock(store, name))
     except PipelineBusy as exc:
-        return _skipped(store, report, clock, exc)
+        return _skipped(store, report, clock, exc, agent)
     with held:
         transports = transports or {}
         retry = retry_settings(settings)
@@ -484,15 +575,17 @@ async def run_cycle(
             model = load_model(settings)
         try:
             with store.unit(dry_run=dry_run) as unit:
-                if not dry_run:
-                    unit.close_abandoned_runs(name, now)
-                report.run_id = unit.start_run(name, now, dry_run=dry_run)
                 if dry_run:
-                    unit.ensure_schema()  # after start_run: the transaction is open, so this is rolled back too
+                    # A store from an older version is migrated inside this transaction (it opens one even on
+                    # SQLite), so the run sees the current schema and the rollback leaves the store as it was.
+                    unit.ensure_schema()
+                else:
+                    unit.close_abandoned_runs(name, now)
+                report.run_id = unit.start_run(name, now, dry_run=dry_run, agent=agent)
                 unit.audit_context = (name, report.run_id)
                 cycle = Cycle(settings, name, unit, report, clock=clock, now=now, source=built[pipe.source],
                               destination=built[pipe.destination], model=model, scoring_on=score,
-                              destinations={n: built[n] for n in writes_to})
+                              destinations={n: built[n] for n in writes_to}, stop=stop)
                 await _run_steps(cycle, report, dry_run=dry_run)
                 report.finished_at = clock()
                 if not dry_run:
@@ -501,6 +594,7 @@ async def run_cycle(
                     audit.anchor(unit.conn, unit.dialect, report.finished_at)
                 unit.finish_run(report.run_id, report.finished_at, report.status, _counts(report),
                                 "; ".join(report.errors) or None)
+                _log_cycle(report)
         finally:
             for connector in built.values():
                 with contextlib.suppress(RuntimeError):
@@ -512,6 +606,7 @@ async def _run_steps(cycle: Cycle, report: CycleReport, *, dry_run: bool) -> Non
     """Pull, score (planning batch by batch), deliver; each step's seconds go into the report."""
     try:
         cycle.check_destination()
+        cycle.check_model()
         mark = time.perf_counter()
         await cycle.pull()
         report.seconds["pull"] = time.perf_counter() - mark
@@ -523,30 +618,45 @@ async def _run_steps(cycle: Cycle, report: CycleReport, *, dry_run: bool) -> Non
         report.seconds["decide"] = time.perf_counter() - mark - (cycle.plan_seconds - planned)
         report.plan = cycle.planned.summary()
         report.seconds["plan"] = cycle.plan_seconds
-        if not dry_run:
+        if not dry_run and not cycle.stopping():
             mark = time.perf_counter()
             await cycle.deliver()
             report.seconds["deliver"] = time.perf_counter() - mark
-        report.status = "partial" if report.errors else "succeeded"
+        report.status = "stopped" if cycle.stopped else "partial" if report.errors else "succeeded"
     except FixConfiguration as exc:
         report.status = "failed"
         report.errors.append(str(exc))
 
 
-def _skipped(store: Store, report: CycleReport, clock: Clock, busy: PipelineBusy) -> CycleReport:
+def _skipped(store: Store, report: CycleReport, clock: Clock, busy: PipelineBusy, agent: str | None = None
+             ) -> CycleReport:
     """Record a trigger that found its pipeline running: a run row with status ``skipped`` and why."""
     report.status = "skipped"
     report.errors.append(str(busy))
     report.finished_at = clock()
     with store.unit() as unit:
-        report.run_id = unit.start_run(report.pipeline, report.started_at, dry_run=False)
+        report.run_id = unit.start_run(report.pipeline, report.started_at, dry_run=False, agent=agent)
         unit.finish_run(report.run_id, report.finished_at, "skipped", {}, str(busy))
     return report
 
 
+def _log_cycle(report: CycleReport) -> None:
+    """One line per finished cycle, and one per error, each with the pipeline and the run id."""
+    where = {"pipeline": report.pipeline, "run_id": report.run_id}
+    for error in report.errors:
+        log.warning("%s", error, extra=where)
+    outcomes: Counter[str] = Counter()
+    for d in report.delivery:
+        outcomes.update(d.get("outcomes", {}))
+    planned = sum(o["count"] for o in report.plan.get("operations", []))
+    log.info("%s %s: read %s, quarantined %d, scored %d, planned %d operation(s), delivered %s",
+             "dry run" if report.dry_run else "cycle", report.status, dict(report.read), report.quarantined,
+             report.scored, planned, dict(outcomes), extra=where)
+
+
 def _counts(report: CycleReport) -> dict[str, Any]:
     return {"read": dict(report.read), "changed": dict(report.changed), "quarantined": report.quarantined,
-            "scored": report.scored, "plan": report.plan,
+            "scored": report.scored, "drift": report.drift, "challenger": report.challenger, "plan": report.plan,
             "delivery": [d["outcomes"] for d in report.delivery]}
 
 

@@ -26,6 +26,19 @@ def render_cycle(report: CycleReport) -> str:
         lines.append(f"  scoring:     {report.scoring_note}")
     else:
         lines.append(f"  scored:      {report.scored} lead(s) with model {report.model_version}")
+    if report.drift:
+        d = report.drift
+        top = ", ".join(f"{k} {v:.3f}" for k, v in list(d["features"].items())[:3])
+        lines.append(f"  drift:       {d['status']}: score PSI {d['score_psi']:.3f} over {d['rows']} lead(s)"
+                     + (f"; top features {top}" if top else ""))
+    if report.challenger:
+        c = report.challenger
+        if c.get("scored"):
+            lines.append(f"  challenger:  {c['version']} in shadow on {c['scored']} lead(s): mean |Δp| "
+                         f"{c['mean_abs_delta']:.4f}, rank agreement {c['rank_agreement']:.3f}, bands differ "
+                         f"{c['bands_differ']:.1%} (stored, never pushed)")
+        else:
+            lines.append(f"  challenger:  {c['version']} in shadow: nothing scored")
     plan = report.plan
     if plan:
         verb = "would enqueue" if report.dry_run else "enqueued"
@@ -44,6 +57,16 @@ def render_cycle(report: CycleReport) -> str:
         lines.append(f"  delivered:   {d['destination']}: {_kv(d['outcomes'])} in {d['batches']} batch(es)")
         for r in d.get("rejected_samples", [])[:5]:
             lines.append(f"    - rejected {r['operation']} {r['target']}: {r['reason']}")
+    identity = report.decisions.get("identity") or {}
+    if identity:
+        dup, acc = identity["duplicates"], identity["accounts"]
+        lines.append(f"  identity:    {dup['people']} lead(s) share a mailbox in {dup['groups']} group(s) (reported, "
+                     f"never merged); of {acc['without_account']} without an account, {acc['matched']} matched by "
+                     f"domain, {acc['ambiguous']} ambiguous, {acc['low_confidence']} below confidence")
+        for sample in dup["samples"][:3]:
+            lines.append(f"    - {sample['address']}: {', '.join(sample['leads'])}")
+    for warning in report.warnings:
+        lines.append(f"  warning:     {warning}")
     for err in report.errors:
         lines.append(f"  error:       {err}")
     return "\n".join(lines)

@@ -174,6 +174,7 @@ class RunRow(SQLModel, table=True):
     status: str = "running"  # running | succeeded | failed | partial | skipped | abandoned
     counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str | None = None
+    agent: str | None = None  # the `leadrelay run` agent that ran it (several agents may share one store)
 
 
 class MetaRow(SQLModel, table=True):
@@ -286,17 +287,37 @@ class Store:
         return self.engine.dialect.name
 
     def create_all(self) -> None:
-        import sync.audit
-        import sync.decision_store  # noqa: F401 - registers the decisions' and the audit log's tables
+        """Bring the store to the current schema: create it when empty, migrate it when older (see
+        :meth:`migrate`)."""
+        self.migrate()
 
-        SQLModel.metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
+    def migrate(self, target: str = "head") -> tuple[str | None, str | None]:
+        """Upgrade the schema to ``target`` (alembic revisions in ``sync/migrations``), in one transaction.
+
+        An empty store is created at the newest schema; a store from before migrations existed is recognised
+        by its tables and stamped at its revision first. Returns (revision before, revision after).
+        """
+        from sync import migrations
+
+        with self.engine.connect() as conn:
+            result = migrations.upgrade(conn, target)
             stmt = _upsert(self.dialect, MetaRow.__table__, [{"key": "schema_version",
                                                                "value": str(SCHEMA_VERSION)}], ["key"])
             conn.execute(stmt)
+            conn.commit()
+        return result
+
+    def schema_revision(self) -> tuple[str | None, str]:
+        """(the store's alembic revision or ``None`` when unversioned/empty, the newest revision known)."""
+        from sync import migrations
+
+        with self.engine.connect() as conn:
+            return migrations.current(conn), migrations.head()
 
     def drop_all(self) -> None:
-        SQLModel.metadata.drop_all(self.engine)
+        model_metadata().drop_all(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
 
     @contextmanager
     def unit(self, *, dry_run: bool = False) -> Iterator[Unit]:
@@ -324,11 +345,25 @@ def sqlite_file(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def _driver_url(url: str) -> str:
+def driver_url(url: str) -> str:
     """Plain ``postgresql://`` URLs use psycopg 3, the driver leadrelay installs."""
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return url
+
+
+_driver_url = driver_url
+
+
+def model_metadata() -> sa.MetaData:
+    """The metadata of every table leadrelay keeps: the store's, the decisions', the audit log's, the
+    agents' leases and the alerts' (their modules register them on import)."""
+    import sync.alerts
+    import sync.audit
+    import sync.decision_store
+    import sync.leases  # noqa: F401 - each registers its tables
+
+    return SQLModel.metadata
 
 
 def store_ready(url: str) -> bool:
@@ -455,12 +490,14 @@ class Unit:
         return column.in_(values)
 
     def ensure_schema(self) -> None:
-        """Create missing tables inside this unit's open transaction (a dry run against a store from an
-        older version: the tables exist for the run's own reads and are rolled back with everything else)."""
-        import sync.audit
-        import sync.decision_store  # noqa: F401 - registers the decisions' and the audit log's tables
+        """Migrate the schema inside this unit's transaction (a dry run against a store from an older
+        version: the run sees the current schema, and the migration is rolled back with everything else).
+        Tables still missing after that (dropped by hand) are created the same way."""
+        from sync import migrations
 
-        SQLModel.metadata.create_all(self.conn)
+        migrations.begin(self.conn, lock=False)  # on SQLite: a real transaction, so the DDL rolls back too
+        migrations.upgrade(self.conn, "head", lock=False)
+        model_metadata().create_all(self.conn)
 
     def checkpoint(self) -> None:
         """Make what is done durable (a real run) — a dry run keeps everything for the final rollback."""
@@ -851,9 +888,9 @@ class Unit:
             error="the process running it stopped before it finished (killed or lost)"))
         return int(result.rowcount or 0)
 
-    def start_run(self, pipeline: str, now: datetime, *, dry_run: bool) -> int:
+    def start_run(self, pipeline: str, now: datetime, *, dry_run: bool, agent: str | None = None) -> int:
         result = self.conn.execute(RunRow.__table__.insert().values(
-            pipeline=pipeline, dry_run=dry_run, started_at=_naive(now), status="running", counts={}))
+            pipeline=pipeline, dry_run=dry_run, started_at=_naive(now), status="running", counts={}, agent=agent))
         run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
         self.checkpoint()
         return int(run_id)  # type: ignore[arg-type]
@@ -883,6 +920,8 @@ __all__ = [
     "StoredOp",
     "Unit",
     "content_hash",
+    "driver_url",
+    "model_metadata",
     "store_ready",
     "utc",
 ]

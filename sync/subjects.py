@@ -1,7 +1,8 @@
 """Store rows -> ``scoring.Subject``: the one conversion shared by training and serving.
 
 Training (``leadrelay train``) and every cycle build the model's inputs through :func:`build_subjects`,
-so the attributes a model learned from are the attributes it is served.
+so the attributes a model learned from are the attributes it is served. Firmographics come from the
+lead's account, or from the lead's own attributes when it has no account or the account lacks them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,28 @@ if TYPE_CHECKING:
 
 ActivityRows = Mapping[str, Sequence[tuple[str, datetime, Mapping[str, Any]]]]
 
+# Firmographics a lead may carry itself, under these canonical attribute names, when the source has no
+# account for it: Marketo's lead records hold the company's industry, size and revenue (its connector maps
+# them into Lead.attributes, see connectors.marketo._config.DEFAULT_ATTRIBUTE_FIELDS).
+FIRMOGRAPHICS = ("employees", "annual_revenue", "industry")
+
+
+def _firmographic(name: str, account: Mapping[str, Any], lead_attributes: Mapping[str, Any]) -> Any:
+    """The account's value; the lead's own attribute of the same name when the account has none."""
+    value = account.get(name)
+    if value is None or value == "":
+        value = lead_attributes.get(name)
+    if name == "industry":
+        return value if isinstance(value, str) and value.strip() else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:  # a source that keeps numbers as text ("250")
+        return float(str(value).replace(",", "").strip())
+    except ValueError:
+        return None
+
 
 def build_subjects(
     leads: Sequence[Mapping[str, Any]],
@@ -28,11 +51,10 @@ def build_subjects(
     out: list[Subject] = []
     for lead in leads:
         account = accounts.get(lead.get("account_key") or "", {})
+        own = lead.get("attributes") or {}
         domain = email_domain(lead.get("email"))
         attributes: dict[str, Any] = {
-            "employees": account.get("employees"),
-            "annual_revenue": account.get("annual_revenue"),
-            "industry": account.get("industry"),
+            **{name: _firmographic(name, account, own) for name in FIRMOGRAPHICS},
             "country": lead.get("country") or account.get("country"),
             "title": lead.get("title"),
             "email_domain_free": is_free_mail(domain) if domain else None,
@@ -44,4 +66,4 @@ def build_subjects(
     return out
 
 
-__all__ = ["build_subjects"]
+__all__ = ["FIRMOGRAPHICS", "build_subjects"]

@@ -70,7 +70,7 @@ def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: da
     mapping = settings.scoring.feature_mapping()
     spec = FeatureSpec.from_mapping(mapping) if mapping else FeatureSpec.default()
     # [scoring.question] (population, target, assuming filter, dispositions as labels), when configured.
-    question_map = getattr(settings.scoring, "question", None)
+    question_map = settings.scoring.question
     question = PredictiveQuestion.from_mapping(question_map, path="scoring.question") if question_map else None
     horizon = question.horizon_days if question is not None else settings.scoring.horizon_days
     first, last = span[0], min(span[1], now)

@@ -21,7 +21,7 @@ class LinkedInConfig(ConnectorConfig):
     ad_account_id: str  # digits; "urn:li:sponsoredAccount:…" is accepted and reduced to them
     base_url: str = "https://api.linkedin.com/rest"
     # Monthly versions are sunset about a year after release: keep this within the last twelve months.
-    linkedin_version: str = Field("202510", pattern=r"^\d{6}(\.\d{2})?$")
+    linkedin_version: str = Field("202610", pattern=r"^\d{6}(\.\d{2})?$")
     elements_per_request: int = Field(MAX_ELEMENTS_PER_REQUEST, ge=1, le=MAX_ELEMENTS_PER_REQUEST)
     email_hash: Literal["SHA256", "SHA512"] = "SHA256"
     # Names travel in clear text (LinkedIn does not take them hashed); off by default, so only e-mail hashes

@@ -18,13 +18,14 @@ _STARTUP_TIMEOUT = 10.0
 
 
 @contextmanager
-def serve_on_loopback(app: ASGIApp, *, log_level: str = "warning") -> Iterator[str]:
-    """Run ``app`` with uvicorn on 127.0.0.1 on a free port in a background thread; yield its base URL.
+def serve_on_loopback(app: ASGIApp, *, log_level: str = "warning", port: int = 0) -> Iterator[str]:
+    """Run ``app`` with uvicorn on 127.0.0.1 in a background thread; yield its base URL.
 
-    The server is stopped (and its thread joined) when the block exits.
+    ``port`` 0 (the default) takes a free port. The server is stopped (and its thread joined) when the
+    block exits.
     """
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level=log_level, lifespan="off", access_log=False
+        app, host="127.0.0.1", port=port, log_level=log_level, lifespan="off", access_log=False
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="sandbox-server", daemon=True)

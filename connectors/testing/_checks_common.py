@@ -17,6 +17,14 @@ _UNKNOWN_KEY = "no_such_option_conformance"
 _CREDENTIAL_WORDS = ("token", "secret", "password", "api_key", "apikey", "private_key", "signing_key")
 
 
+def _looks_like_credential(name: str) -> bool:
+    """A field named like a credential; ``token_url``, ``login_uri`` and their kin name endpoints instead."""
+    lowered = name.lower()
+    if lowered.endswith(("_url", "_uri")):
+        return False
+    return any(word in lowered for word in _CREDENTIAL_WORDS)
+
+
 def secrets_of(config: ConnectorConfig) -> dict[str, str]:
     """The config's secret values by field name (``SecretStr`` fields that are set)."""
     found: dict[str, str] = {}
@@ -67,7 +75,7 @@ async def config_validation(kit: ConnectorKit) -> None:
         config = rig.validated()
         for name in model.model_fields:
             value = getattr(config, name)
-            if any(word in name.lower() for word in _CREDENTIAL_WORDS) and isinstance(value, str):
+            if _looks_like_credential(name) and isinstance(value, str):
                 raise ConformanceFailure(
                     f"config field {name!r} looks like a credential but is a plain str: type it SecretStr so "
                     "that it never shows in reprs, logs or errors"

@@ -19,7 +19,8 @@ from connectors.sandbox import serve_on_loopback
 
 
 class _Switch:
-    """Routes ``/kit-<n>/rest`` to the app mounted as ``kit-<n>``, with the prefix taken off the path."""
+    """Routes ``/kit-<n>/rest`` to the app mounted as ``kit-<n>``, with the prefix taken off the path and
+    given as the ``root_path``."""
 
     def __init__(self) -> None:
         self.apps: dict[str, ASGIApp] = {}
@@ -34,7 +35,10 @@ class _Switch:
             await send({"type": "http.response.body", "body": body})
             return
         path = "/" + rest
-        await app({**scope, "path": path, "raw_path": path.encode()}, receive, send)
+        # The prefix is the app's mount point (ASGI ``root_path``): a fake that hands out absolute URLs
+        # built from ``request.base_url`` (Salesforce's ``instance_url``) then points back under it.
+        root = f"{scope.get('root_path', '')}/{prefix}"
+        await app({**scope, "path": path, "raw_path": path.encode(), "root_path": root}, receive, send)
 
 
 class _Host:

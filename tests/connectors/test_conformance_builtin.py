@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connectors.testing import ConnectorConformance, DestinationConformance
-from tests.connectors.kit.builtin import HubSpotKit, MetaKit
+from tests.connectors.kit.builtin import GoogleAdsKit, HubSpotKit, LinkedInKit, MetaKit, SalesforceKit
 
 
 class TestHubSpotConformance(HubSpotKit, ConnectorConformance):
@@ -12,3 +12,16 @@ class TestHubSpotConformance(HubSpotKit, ConnectorConformance):
 
 class TestMetaConformance(MetaKit, DestinationConformance):
     """Meta Custom Audiences as a destination (audience_add, audience_remove)."""
+
+
+class TestSalesforceConformance(SalesforceKit, ConnectorConformance):
+    """Salesforce as a source (leads, accounts, activities, consent) and a destination (update_lead,
+    assign_owner, create_task)."""
+
+
+class TestGoogleAdsConformance(GoogleAdsKit, DestinationConformance):
+    """Google Ads Customer Match as a destination (audience_add, audience_remove)."""
+
+
+class TestLinkedInConformance(LinkedInKit, DestinationConformance):
+    """LinkedIn DMP segments as a destination (audience_add, audience_remove)."""

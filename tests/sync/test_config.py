@@ -103,3 +103,44 @@ def test_invalid_toml_is_a_clear_error(tmp_path: Path) -> None:
         config.load(path)
     assert "broken.toml" in str(err.value)
     assert "not valid TOML" in str(err.value)
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("target = { event = \"disposition\", negative = [\"bad_fit\"] }", "scoring.question.target.positive:"),
+    ("population = { event_types = \"form_submit\" }", "scoring.question.population.event_types:"),
+    ("assuming = { event_types = [\"meeting\"], within_days = 0 }", "scoring.question.assuming.within_days:"),
+    ("horizon = 30", "scoring.question.horizon: unknown key"),
+    ("entity = \"account\"", "scoring.question.entity:"),
+])
+def test_config_check_names_the_bad_question_key(tmp_path: Path, question: str, expected: str) -> None:
+    """`leadrelay config check` refuses an invalid [scoring.question], naming the key path."""
+    from click.testing import CliRunner
+
+    from sync.cli import main
+
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + "\n[scoring.question]\n" + question + "\n")
+    result = CliRunner().invoke(main, ["-c", str(path), "config", "check"], env={"HUBSPOT_TOKEN": "x"})
+    assert result.exit_code == 2
+    assert expected in result.output
+
+
+def test_a_valid_question_and_drift_thresholds_load(tmp_path: Path) -> None:
+    """[scoring.question] and [scoring.drift] load as written; warn above alert is refused."""
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + """
+[scoring.question]
+horizon_days = 14
+population = { event_types = ["form_submit"], within_days = 2 }
+assuming = { event_types = ["sales_touch"], within_days = 1 }
+
+[scoring.drift]
+warn = 0.2
+alert = 0.3
+""")
+    settings = config.load(path, env={"HUBSPOT_TOKEN": "x"})
+    assert settings.scoring.question["population"] == {"event_types": ["form_submit"], "within_days": 2}
+    assert (settings.scoring.drift.warn, settings.scoring.drift.alert) == (0.2, 0.3)
+    path.write_text(MINIMAL + "\n[scoring.drift]\nwarn = 0.5\nalert = 0.3\n")
+    with pytest.raises(ConfigError, match=r"scoring\.drift"):
+        config.load(path, env={"HUBSPOT_TOKEN": "x"})

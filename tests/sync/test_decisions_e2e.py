@@ -246,3 +246,101 @@ async def test_dry_run_report_masks_personal_data(world: World) -> None:
               if p["properties"].get("email")]
     assert not [e for e in emails if e in text]
     assert adds or dry.decisions["audiences"]["hot"]["adds"] > 0
+
+
+async def test_an_email_change_swaps_the_hash_in_the_meta_audience_and_keeps_the_person(world: World) -> None:
+    """A member whose e-mail changes in the CRM keeps their key, consent and place in the audience: the next
+    cycle removes the old hash from the Meta audience and adds the new one."""
+    from sync.decision_store import consent_history, membership_history
+
+    await world.cycle()
+    with world.store.unit(dry_run=True) as unit:
+        t = MembershipRow.__table__
+        person = unit.conn.execute(sa.select(t.c.person).where(t.c.exited_at.is_(None)).order_by(t.c.person)
+                                   ).scalars().first()
+        consent_before = consent_history(unit, "hubspot", person)
+    old = world.contact(person)["email"]
+    local, _, domain = old.partition("@")
+    new = f"moved.{local}@{domain}"  # same domain: same features, so the person stays a member
+    members = world.emails_in_audience()
+    assert sha(old.strip().lower()) in members
+    world.time.elapsed += 3600
+    world.hubspot.update("contacts", person, {"email": new})
+    report = await world.cycle()
+    assert report.status == "succeeded", report.errors
+    assert report.decisions["audiences"]["hot"]["email_changed"] == 1
+    after = world.emails_in_audience()
+    assert sha(old.strip().lower()) not in after
+    assert sha(new.lower()) in after
+    assert after == (members - {sha(old.strip().lower())}) | {sha(new.lower())}
+    with world.store.unit(dry_run=True) as unit:
+        assert consent_history(unit, "hubspot", person) == consent_before
+        stays = membership_history(unit, person)
+        assert unit.load_leads("hubspot", [person])[0]["email"] == new
+    assert [s["audience"] for s in stays] == ["hot", "hot"]
+    assert stays[0]["exited_at"] is not None
+    assert "e-mail changed" in stays[0]["exit_reason"]
+    assert stays[1]["exited_at"] is None
+    assert old not in str(report.as_dict())  # the reason masks both addresses
+    again = await world.cycle()
+    assert again.decisions["audiences"]["hot"]["email_changed"] == 0
+    assert again.plan["operations"] == []
+
+
+async def test_duplicates_are_reported_never_merged_and_company_domains_match_accounts(world: World) -> None:
+    """Two leads with one mailbox are reported (masked) and both kept; a lead without an account whose e-mail is
+    at a company's domain is matched to it with a confidence; free-mail addresses never match."""
+    contacts = world.hubspot.objects["contacts"]
+    unattached = sorted((cid for cid in contacts if not world.hubspot.associations.get(("contacts", cid, "companies"))),
+                        key=int)
+    company = next(iter(world.hubspot.objects["companies"].values()))["properties"]
+    matched = unattached[-1]
+    first, second = [cid for cid in sorted(contacts, key=int) if cid != matched][:2]
+    shared = world.contact(first)["email"]
+    world.hubspot.update("contacts", second, {"email": f"  {shared.upper()} "})
+    world.hubspot.update("contacts", matched, {"email": f"pat@{company['domain']}"})
+    report = await world.cycle()
+    identity = report.decisions["identity"]
+    dup = identity["duplicates"]
+    assert dup["groups"] == 1
+    assert dup["samples"][0]["leads"] == sorted([first, second])
+    assert shared not in str(report.as_dict())
+    with world.store.unit(dry_run=True) as unit:
+        assert len(unit.load_leads("hubspot", [first, second])) == 2  # never merged
+        assert set(unit.scores("hubspot", [first, second])) == {first, second}
+    accounts = identity["accounts"]
+    assert accounts["without_account"] == len(unattached)
+    assert accounts["matched"] == 1
+    assert accounts["unmatched"] == len(unattached) - 1  # the rest are free mail
+    [sample] = accounts["samples"]
+    assert sample["lead"] == matched
+    assert sample["confidence"] == 0.95
+    assert sample["account"] == company["hs_object_id"]
+
+
+async def test_explain_shows_the_features_behind_the_score(world: World) -> None:
+    """explain recomputes the features as of the score's time with the model that scored it, and they
+    reproduce the stored probability; after the record changes it says the values are no longer what the
+    model saw."""
+    from sync.explain import explain
+
+    await world.cycle()
+    person = next(iter(sorted(world.hubspot.objects["contacts"], key=int)))
+    with world.store.unit(dry_run=True) as unit:
+        story = explain(unit, "hubspot", person, model_dir=world.settings.scoring.model_dir)
+    assert story is not None
+    features = story["features"]
+    assert features["reproduces_score"] is True
+    assert features["model_version"] == story["score"]["model_version"]
+    assert features["as_of"] == story["score"]["scored_at"]
+    assert set(features["values"]) == set(world.model.spec.numeric_names + world.model.spec.categorical_names)
+    assert abs(features["probability_recomputed"] - story["score"]["probability"]) < 1e-6
+    with world.store.engine.begin() as conn:  # the account's record changes after the score
+        conn.execute(sa.text("UPDATE account SET industry = 'CHANGED', employees = 123456"))
+        conn.execute(sa.text("UPDATE lead SET title = 'Chief Executive Officer', account_key = "
+                             "(SELECT min(key) FROM account)"))
+    with world.store.unit(dry_run=True) as unit:
+        changed = explain(unit, "hubspot", person, model_dir=world.settings.scoring.model_dir)
+    assert changed is not None
+    assert changed["features"]["reproduces_score"] is False
+    assert "changed since" in changed["features"]["note"]
