@@ -61,7 +61,7 @@ def train_model(work: Path, contacts: int) -> Path:
 
 
 def write_config(path: Path, work: Path, model: Path, base_url: str, store_url: str | None,
-                 overlap: float | None) -> None:
+                 overlap: float | None, trigger_max_ids: int | None = None) -> None:
     path.write_text(f"""
 [store]
 url = "{store_url or f'sqlite:///{work / "store.db"}'}"
@@ -72,6 +72,7 @@ host = "127.0.0.1"
 port = 0
 lease_seconds = 10
 webhook_secrets = {{ hubspot = "${{BENCH_WEBHOOK_SECRET}}" }}
+{f"trigger_max_ids = {trigger_max_ids}" if trigger_max_ids is not None else ""}
 [connections.hubspot]
 type = "hubspot"
 token = "{TOKEN}"
@@ -129,6 +130,8 @@ def main() -> None:
     parser.add_argument("--store-url", help="store URL (default: a SQLite file in a temporary folder)")
     parser.add_argument("--overlap-seconds", type=float,
                         help="the HubSpot connection's re-read window (default: the connector's, 300 s)")
+    parser.add_argument("--incremental", action="store_true",
+                        help="webhook cycles pull incrementally (trigger_max_ids = 0) instead of by id")
     args = parser.parse_args()
 
     import httpx
@@ -143,7 +146,8 @@ def main() -> None:
         sandbox.load(generate_dataset(seed=5, contacts=args.contacts, now=datetime.now(UTC)))
         with serve_on_loopback(sandbox.app) as base_url:
             cfg = work / "leadrelay.toml"
-            write_config(cfg, work, model, base_url, args.store_url, args.overlap_seconds)
+            write_config(cfg, work, model, base_url, args.store_url, args.overlap_seconds,
+                         0 if args.incremental else None)
             log = (work / "agent.log").open("wb")
             agent = subprocess.Popen([sys.executable, "-m", "sync.cli", "-c", str(cfg), "run", "--agent-id", "bench"],
                                      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -192,8 +196,9 @@ def main() -> None:
                 log.close()
 
     overlap = f"{args.overlap_seconds:g} s" if args.overlap_seconds is not None else "default"
-    print(f"\nleadrelay run — {args.contacts} contacts, {args.triggers} webhook triggers over loopback, overlap "
-          f"{overlap} (first full cycle {first_cycle:.1f} s; exit code on SIGTERM {code}; load average "
+    mode = "incremental pull" if args.incremental else "read by id"
+    print(f"\nleadrelay run — {args.contacts} contacts, {args.triggers} webhook triggers ({mode}) over loopback, "
+          f"overlap {overlap} (first full cycle {first_cycle:.1f} s; exit code on SIGTERM {code}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)\n")
     print("| trigger → score visible in the CRM | p50 | p95 | p99 | max | mean |")
     print("|---|---|---|---|---|---|")

@@ -42,7 +42,11 @@ Scalar = str | int | float | bool | None
 
 @dataclass(frozen=True, slots=True)
 class Lead:
-    """A person in the CRM or MAP. ``key`` is the source system's id, stable for the person's life."""
+    """A person in the CRM or MAP. ``key`` is the source system's id, stable for the person's life.
+
+    ``read_only``: the source refuses writes to this record, e.g. a converted Salesforce Lead. leadrelay keeps
+    it for training and history (it is scored and stored), plans no write to it and routes nothing to it.
+    """
 
     key: str
     updated_at: datetime
@@ -56,6 +60,7 @@ class Lead:
     lifecycle_stage: str | None = None
     created_at: datetime | None = None
     attributes: Mapping[str, Scalar] = field(default_factory=dict)
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +154,11 @@ class Page:
 class WriteRecord:
     """One record of a write batch.
 
-    ``target`` is the destination's object id (or natural key); ``idempotency_key`` is stable across
-    retries and runs, and a connector whose operation is not idempotent must carry it into the created
-    object so that the framework can look it up after an unknown outcome.
+    ``target`` is the destination's object id (or natural key); for ``audience_add``/``audience_remove`` it
+    is the person's key at the source (the lead id; an id-based list adds it, a hash-based audience uses
+    the identifiers in ``payload``), each record being one stay of that person. ``idempotency_key`` is
+    stable across retries and runs, and a connector whose operation is not idempotent must carry it into the
+    created object so that the framework can look it up after an unknown outcome.
     """
 
     target: str
@@ -226,6 +233,8 @@ class Capabilities:
     streams: tuple[str, ...] = ()
     operations: Mapping[str, OperationSpec] = field(default_factory=dict)
     rate_limit: RateLimit | None = None
+    # Streams whose records :meth:`Connector.fetch` reads by key (optional; a webhook names the people).
+    fetchable: tuple[str, ...] = ()
 
     @property
     def is_source(self) -> bool:
@@ -291,6 +300,17 @@ class Connector(ABC):
         Sources implement this as an ``async def`` generator.
         """
         raise GiveUp(f"{self.name} is not a source", connector=self.name)
+
+    def fetch(self, stream: str, keys: Sequence[str]) -> AsyncIterator[Page]:
+        """Optional (declared in ``capabilities.fetchable``): yield pages holding the records of ``stream``
+        named by ``keys`` — the source's own ids, read now, however long ago they changed.
+
+        The pages carry no cursor (``cursor=None``): a read by key says nothing about what else changed, so
+        the framework moves no cursor. Keys the source does not know (deleted, merged) are left out, not
+        raised; batching to the vendor's limit is the connector's job. Sources implement this as an
+        ``async def`` generator.
+        """
+        raise GiveUp(f"{self.name} cannot read {stream} by key", connector=self.name)
 
     async def write_batch(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
         """Write one batch (never larger than the operation's ``max_batch_size``); one outcome per record."""

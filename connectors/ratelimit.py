@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -400,6 +401,22 @@ class RateBudgets:
 
     def __len__(self) -> int:
         return len(self._limiters)
+
+    def usage(self) -> list[dict[str, Any]]:
+        """Each limiter's main window now: ``connector``, ``account`` (its keyed hash, shortened), ``used``
+        (share of the window spent), ``limit``, ``per_seconds`` and ``waited_seconds`` (total paced). For
+        /metrics and status; reads only."""
+        with self._lock:
+            limiters = list(self._limiters.items())
+        out = []
+        for (kind, account, _), limiter in limiters:
+            window = limiter.window()
+            if window is None or window[0] <= 0:
+                continue
+            out.append({"connector": kind, "account": account[:12],
+                        "used": round(1 - limiter.remaining() / window[0], 4), "limit": window[0],
+                        "per_seconds": window[1], "waited_seconds": round(limiter.waited, 3)})
+        return out
 
 
 _ACCOUNT_KEY = os.urandom(16)  # per process: account names cannot be matched against guessed tokens

@@ -27,12 +27,14 @@ import contextlib
 import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from connectors.base import ActivityType, Lead, LeadrelayError
-from connectors.meta.hashing import SCHEMA_KEYS
+from connectors.google_ads import hashing as google_hashing
+from connectors.linkedin.hashing import clean_country, clean_name, hashed_email
+from connectors.meta.hashing import SCHEMA_KEYS, BadIdentifier, wire_row
 from sync.consent import Channel, ConsentView
 from sync.planner import DesiredWrite
 
@@ -262,6 +264,7 @@ class Cause(enum.StrEnum):
     EXPIRED = "expired"          # the time-to-live since the last qualifying activity passed
     SCORE = "score"              # the decayed score fell below the exit threshold (or there is none)
     EMAIL_CHANGED = "email_changed"  # same person, new address: the old identifiers out, the new ones in
+    IDENTIFIERS_CHANGED = "identifiers_changed"  # same person, another sent identifier (phone, name…) changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,6 +474,16 @@ def membership_target(audience_id: str, person: str, entered_at: datetime) -> st
     return f"{audience_id}:{person}@{_aware(entered_at, 'entered_at').isoformat(timespec='microseconds')}"
 
 
+def stay_person(target: str, audience_id: str) -> str | None:
+    """The person of a stay target made by :func:`membership_target` in ``audience_id``; None when ``target``
+    is not such a stay. (The time holds no ``@``, so a person key containing one is still read whole.)"""
+    prefix = f"{audience_id}:"
+    if not audience_id or not target.startswith(prefix):
+        return None
+    person, at, _ = target[len(prefix):].rpartition("@")
+    return person if at and person else None
+
+
 def audience_writes(spec: AudienceSpec, decisions: AudienceDecisions,
                     identifiers: Mapping[str, Mapping[str, object]]) -> tuple[DesiredWrite, ...]:
     """The Meta connector's ``audience_add`` / ``audience_remove`` writes for ``decisions``.
@@ -510,6 +523,47 @@ def lead_identifiers(lead: Lead) -> dict[str, str]:
     return ids
 
 
+# Destinations whose lists hold the person by id (the write's target), not by identifiers.
+ID_BASED_DESTINATIONS = frozenset({"marketo"})
+
+
+def matched_identifiers(kind: str, identifiers: Mapping[str, object], options: object = None
+                        ) -> dict[str, str] | None:
+    """What destination type ``kind`` matches a person on, normalised and hashed as its connector sends them:
+    Google Ads' ``userIdentifiers`` values, LinkedIn's e-mail digest (and names/country when sent), else
+    Meta's schema row (the identifier vocabulary of audience payloads). Two sets of identifiers reach the
+    same audience row exactly when these are equal. ``options`` is the connection's config (its
+    ``default_country``, LinkedIn's ``email_hash``/``send_names``). None for an id-based list (Marketo):
+    identifiers are not sent there, so none can go stale. Values that cannot be normalised are left out."""
+    if kind in ID_BASED_DESTINATIONS:
+        return None
+    ids = {k: v for k, v in identifiers.items() if k != "consent" and v is not None and v != ""}
+    country = getattr(options, "default_country", None)
+    if kind == "google_ads":
+        try:
+            found = google_hashing.identifiers(ids, default_country=country)
+        except google_hashing.BadIdentifier:
+            return {}
+        return {k: str(v) for k, v in asdict(found).items() if v}
+    if kind == "linkedin":
+        out: dict[str, str] = {}
+        email = ids.get("email")
+        digest = hashed_email(email, str(getattr(options, "email_hash", "SHA256"))) if isinstance(email, str) else None
+        if digest:
+            out["email"] = digest
+        if getattr(options, "send_names", False):
+            for key, clean in (("first_name", clean_name), ("last_name", clean_name), ("country", clean_country)):
+                value = ids.get(key)
+                cleaned = clean(value) if isinstance(value, str) else None
+                if cleaned:
+                    out[key] = cleaned
+        return out
+    try:
+        return wire_row({k: v for k, v in ids.items() if k in SCHEMA_KEYS}, default_country=country)
+    except BadIdentifier:
+        return {}
+
+
 __all__ = [
     "ADD_OPERATION",
     "REMOVE_OPERATION",
@@ -526,5 +580,7 @@ __all__ = [
     "decide",
     "last_qualifying",
     "lead_identifiers",
+    "matched_identifiers",
     "membership_target",
+    "stay_person",
 ]

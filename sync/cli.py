@@ -162,7 +162,10 @@ def sync(ctx: click.Context, pipeline: str | None, dry_run: bool, as_json: bool)
         store = Store(settings.store.url)
         if not dry_run:
             store.create_all()
-    report = run_cycle_sync(settings, name, store, dry_run=dry_run)
+    progress = _CycleProgress.on_tty(name)
+    report = run_cycle_sync(settings, name, store, dry_run=dry_run, progress=progress)
+    if progress is not None:
+        progress.done()
     if not dry_run:
         _alert(settings, store, report)
     store.close()
@@ -171,6 +174,47 @@ def sync(ctx: click.Context, pipeline: str | None, dry_run: bool, as_json: bool)
         sys.exit(4)
     if report.status == "skipped":
         click.echo(f"skipped: {'; '.join(report.errors)}", err=True)
+
+
+class _CycleProgress:
+    """Progress of a cycle on stderr, at most one line a second (and a last one), only when stderr is a
+    terminal: never mixed into what stdout prints (--json), never in logs or pipes."""
+
+    def __init__(self, name: str, every: float = 1.0) -> None:
+        import time
+
+        self.name, self.every, self.clock = name, every, time.monotonic
+        self.last = self.clock()
+        self.counts: dict[str, int] | None = None
+
+    @classmethod
+    def on_tty(cls, name: str) -> _CycleProgress | None:
+        return cls(name) if sys.stderr.isatty() else None
+
+    def __call__(self, counts: dict[str, int]) -> None:
+        self.counts = dict(counts)
+        if self.clock() - self.last >= self.every:
+            self.last = self.clock()
+            self._line()
+
+    def _line(self) -> None:
+        c = self.counts or {}
+        click.echo(f"{self.name}: {c.get('pages', 0)} page(s) pulled ({c.get('read', 0)} records), "
+                   f"{c.get('scored', 0)} lead(s) scored, {c.get('delivered', 0)} operation(s) delivered", err=True)
+
+    def done(self) -> None:
+        if self.counts is not None:
+            self._line()
+
+
+def _train_progress() -> Callable[[str], None] | None:
+    """Training's steps on stderr with the seconds since start, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    import time
+
+    start = time.monotonic()
+    return lambda step: click.echo(f"[{time.monotonic() - start:6.1f}s] {step}", err=True)
 
 
 def _alert(settings: Any, store: Any, report: Any) -> None:
@@ -230,7 +274,7 @@ def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bo
     store = Store(settings.store.url)
     store.create_all()
     result = train_from_store(settings, name, store, now=datetime.now(UTC), out_dir=out, version=version,
-                              challenger=challenger)
+                              challenger=challenger, progress=_train_progress())
     store.close()
     click.echo(json.dumps(describe(result), indent=2, default=str) if as_json else render_training(result))
 
@@ -242,8 +286,8 @@ def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bo
 @click.pass_context
 @_fail_cleanly
 def status(ctx: click.Context, pipeline: str | None, runs: int, as_json: bool) -> None:
-    """Each pipeline: last runs with counts, next run, lease holder, outbox depth, dead letters, model and drift.
-    (Rate-budget use is live state of a running agent: see its /metrics.)"""
+    """Each pipeline: last runs with counts, next run, lease holder, outbox depth, dead letters, model, drift
+    and active alerts. (Rate-budget use is live state of a running agent: see its /metrics.)"""
     from sync.daemon import pipeline_status, render_status
     from sync.store import Store, store_ready
 

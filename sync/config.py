@@ -185,6 +185,9 @@ class DaemonSettings(_Strict):
     # Webhook secrets by connection name, written as "${ENV}": HubSpot's app secret or a shared HMAC key.
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     public_url: str | None = None  # the base URL senders call, if a proxy sits in front (HubSpot signs it)
+    # A webhook's cycle reads just the records it names (by id) when the source can, up to this many ids
+    # coalesced into one cycle; more (or 0: always) and the cycle is an incremental pull instead.
+    trigger_max_ids: int = Field(1000, ge=0)
 
 
 class AlertSettings(_Strict):

@@ -9,9 +9,11 @@ threads (``run_cycle`` does blocking store work), so webhooks and scrapes are an
   just taken — goes through the pipeline's :class:`Runner`: requests arriving while a cycle runs are
   coalesced into exactly one follow-up cycle. Across agents a pipeline runs only where its lease is held
   (``sync.leases``); the per-run ``pipeline_lock`` stays the second guard.
-* **Near real time.** A verified webhook marks the pipelines whose source is that connection and requests
-  an incremental cycle at once: the same pull, planner and outbox as a scheduled one. The time from
-  receipt to the end of that cycle's delivery goes into a histogram.
+* **Near real time.** A verified webhook requests a cycle of the pipelines whose source is that connection,
+  at once, on just the records it names: read by id when the source can (``capabilities.fetchable``; ids of
+  webhooks arriving during a cycle are united into the next one, up to ``daemon.trigger_max_ids``), else an
+  incremental pull. The planner, outbox and ledger are a scheduled cycle's. The time from receipt to the
+  end of that cycle's delivery goes into a histogram.
 * **Stopping.** SIGTERM (or SIGINT) stops the scheduler and asks running cycles to stop after the page or
   batch in flight; what they did is committed, open operations stay in the durable outbox for the next
   run. Then leases are released (other agents take over at once) and the process exits 0.
@@ -96,6 +98,8 @@ class Runner:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     reasons: set[str] = field(default_factory=set)
     triggers: list[float] = field(default_factory=list)  # monotonic receipt times of webhook triggers
+    ids: dict[str, None] = field(default_factory=dict)  # lead keys named by the webhooks waiting (ordered set)
+    full: bool = False  # a request without ids (schedule, fast poll, lease) is waiting: incremental pull
     task: asyncio.Task[None] | None = None
     running: bool = False
     cycles: int = 0
@@ -180,8 +184,10 @@ class Daemon:
 
     # -- running cycles -----------------------------------------------------------------------------
 
-    def request(self, name: str, reason: str, received: float | None = None) -> asyncio.Future[None]:
-        """Ask for a cycle of ``name``; the future is done when a cycle started after this request ends."""
+    def request(self, name: str, reason: str, received: float | None = None,
+                ids: list[str] | None = None) -> asyncio.Future[None]:
+        """Ask for a cycle of ``name``; the future is done when a cycle started after this request ends.
+        ``ids`` (a webhook's lead keys) ask for a cycle on just those; without them the cycle is incremental."""
         runner = self.runners[name]
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -192,6 +198,10 @@ class Daemon:
         runner.reasons.add(reason)
         if received is not None:
             runner.triggers.append(received)
+        if ids:
+            runner.ids.update(dict.fromkeys(ids))
+        else:
+            runner.full = True
         if runner.task is None or runner.task.done():
             runner.task = asyncio.create_task(self._drive(runner), name=f"runner-{name}")
         return done
@@ -202,9 +212,12 @@ class Daemon:
                 waiters, runner.waiters = runner.waiters, []
                 reasons, runner.reasons = runner.reasons, set()
                 triggers, runner.triggers = runner.triggers, []
+                ids, full, runner.ids, runner.full = list(runner.ids), runner.full, {}, False
+                limit = self.settings.daemon.trigger_max_ids
+                only = {"leads": ids} if ids and not full and len(ids) <= limit else None
                 runner.running = True
                 try:
-                    await self._run(runner.name, "+".join(sorted(reasons)), triggers)
+                    await self._run(runner.name, "+".join(sorted(reasons)), triggers, only)
                 finally:
                     runner.running = False
                     runner.cycles += 1
@@ -226,7 +239,8 @@ class Daemon:
             self.busy.discard(name)
         return False
 
-    async def _run(self, name: str, reason: str, triggers: list[float]) -> CycleReport | None:
+    async def _run(self, name: str, reason: str, triggers: list[float],
+                   only: Mapping[str, list[str]] | None = None) -> CycleReport | None:
         if not await asyncio.to_thread(self._claim, name):
             self.metrics.leased.labels(name).set(0)
             log.info("pipeline %s: not run (%s): this agent does not hold its lease", name, reason)
@@ -234,7 +248,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         mark = self.monotonic()
         try:
-            report = await loop.run_in_executor(self._pool, self._cycle, name)
+            report = await loop.run_in_executor(self._pool, self._cycle, name, only)
         except Exception as exc:
             self.metrics.runs.labels(name, "error").inc()
             log.exception("pipeline %s: cycle (%s) failed: %s", name, reason, type(exc).__name__)
@@ -247,16 +261,18 @@ class Daemon:
         for received in triggers:
             self.metrics.latency.labels(name).observe(max(done - received, 0.0))
         delivered = sum(sum(d["outcomes"].values()) for d in report.delivery)
-        log.info("pipeline %s: %s (%s) in %.2fs: read %s, scored %d, delivered %d%s", name, report.status,
-                 reason, done - mark, dict(report.read) or "nothing", report.scored, delivered,
+        log.info("pipeline %s: %s (%s%s) in %.2fs: read %s, scored %d, delivered %d%s", name, report.status,
+                 reason, f", {sum(report.targeted.values())} by id" if report.targeted else "", done - mark,
+                 dict(report.read) or "nothing", report.scored, delivered,
                  f", errors: {'; '.join(report.errors)}" if report.errors else "")
         return report
 
-    def _cycle(self, name: str) -> CycleReport:
+    def _cycle(self, name: str, only: Mapping[str, list[str]] | None = None) -> CycleReport:
         """One cycle in a worker thread, on its own event loop; then its alerts (as `leadrelay sync` does)."""
         async def cycle() -> CycleReport:
             report = await run_cycle(self.settings, name, self.store, clock=self.clock, transports=self.transports,
-                                     model=self.model(), agent=self.agent, stop=self.stop_requested.is_set)
+                                     model=self.model(), agent=self.agent, stop=self.stop_requested.is_set,
+                                     only=only)
             try:
                 from sync.alerts import evaluate_run, send
 
@@ -275,8 +291,8 @@ class Daemon:
     # -- triggers -----------------------------------------------------------------------------------
 
     def on_trigger(self, connection: str, ids: list[str]) -> None:
-        """A verified change notification: an immediate incremental cycle of every pipeline reading from
-        ``connection`` that this agent holds (the others' holders pick the change up on their next cycle)."""
+        """A verified change notification: an immediate cycle on the named records of every pipeline reading
+        from ``connection`` that this agent holds (the others' holders pick the change up on their next cycle)."""
         received = self.monotonic()
         self.metrics.triggers.labels(connection).inc()
         for name in self.pipelines:
@@ -286,7 +302,7 @@ class Daemon:
                 log.info("webhook for %s: pipeline %s is held by another agent; it picks the change up on its "
                          "next cycle", connection, name)
                 continue
-            self.request(name, "webhook", received)
+            self.request(name, "webhook", received, ids)
         log.info("webhook for %s: %d record id(s)", connection, len(ids))
 
     # -- leases -------------------------------------------------------------------------------------
@@ -496,9 +512,10 @@ def model_version(settings: Settings) -> str | None:
 def pipeline_status(settings: Settings, store: Store, *, now: datetime | None = None, runs: int = 5,
                     only: str | None = None) -> list[dict[str, Any]]:
     """Per pipeline: schedule, last runs with counts, next run, lease, outbox depth, dead letters, model
-    version and the last recorded drift. Reads only."""
+    version, the last recorded drift and the alerts active now. Reads only."""
     import sqlalchemy as sa
 
+    from sync.alerts import active_alerts
     from sync.leases import lease_table
     from sync.store import OPEN_STATUSES, OutboxRow
 
@@ -511,6 +528,13 @@ def pipeline_status(settings: Settings, store: Store, *, now: datetime | None = 
         by_status: dict[tuple[str, str], int] = {
             (p, s): int(n) for p, s, n in unit.conn.execute(
                 sa.select(t.c.pipeline, t.c.status, sa.func.count()).group_by(t.c.pipeline, t.c.status))}
+        alerts: dict[str, list[dict[str, Any]]] = {}
+        if sa.inspect(unit.conn).has_table("alert_state"):  # a store no run has judged yet has none
+            for row in active_alerts(unit):
+                since = _utc(row["since"])
+                alerts.setdefault(row["pipeline"], []).append({
+                    "condition": row["condition"], "since": since.isoformat() if since else None,
+                    "message": row["message"]})
         for name in sorted(settings.pipelines):
             if only is not None and name != only:
                 continue
@@ -532,6 +556,7 @@ def pipeline_status(settings: Settings, store: Store, *, now: datetime | None = 
                 "dead_letters": by_status.get((name, "rejected"), 0),
                 "model_version": version,
                 "drift": drift,
+                "alerts": alerts.get(name, []),
                 "runs": [_run_summary(r) for r in rows],
             })
     return out
@@ -569,6 +594,9 @@ def render_status(rows: list[dict[str, Any]]) -> str:
         drift_text = f", score PSI {drift['score_psi']:.3f}" if drift and "score_psi" in drift else ""
         lines.append(f"  outbox open {p['outbox_open']}, dead letters {p['dead_letters']}, model "
                      f"{p['model_version'] or 'none'}{drift_text}")
+        for a in p.get("alerts", []):
+            lines.append(f"  ALERT {a['condition']} since {(a['since'] or '')[:19].replace('T', ' ')}: "
+                         f"{a['message']}")
         if not p["runs"]:
             lines.append("  no runs yet")
         for r in p["runs"]:

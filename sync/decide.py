@@ -29,11 +29,12 @@ from sync.audiences import (
     Membership,
     audience_writes,
     lead_identifiers,
+    matched_identifiers,
 )
 from sync.audiences import Candidate as AudienceCandidate
 from sync.audiences import decide as decide_audience
 from sync.consent import Channel, ConsentPolicy, ConsentView, Person, google_ads_consent
-from sync.identity import AccountIndex, AccountMatch, email_changes, find_duplicates, normalize_email
+from sync.identity import AccountIndex, AccountMatch, find_duplicates, normalize_email
 from sync.masking import mask_email
 from sync.routing import Action, RoutingSpec, desired_writes, route
 from sync.routing import Candidate as RoutingCandidate
@@ -75,7 +76,8 @@ def lead_of(row: Mapping[str, Any]) -> Lead:
     return Lead(key=row["key"], updated_at=row["updated_at"], email=row["email"], first_name=row["first_name"],
                 last_name=row["last_name"], account_key=row["account_key"], owner_id=row["owner_id"],
                 country=row["country"], title=row["title"], lifecycle_stage=row["lifecycle_stage"],
-                created_at=row["created_at"], attributes=row["attributes"] or {})
+                created_at=row["created_at"], attributes=row["attributes"] or {},
+                read_only=bool(row.get("read_only", False)))
 
 
 def account_of(row: Mapping[str, Any]) -> Account:
@@ -234,6 +236,9 @@ class Decide:
     # -- audiences ----------------------------------------------------------------------------------
 
     def audience(self, spec: AudienceSpec, share: float) -> None:
+        """Decide one audience's adds and removes. Read-only leads (:attr:`Lead.read_only`, e.g. a converted
+        Salesforce Lead) are decided like any other: the audience lives in an ad platform or list, a separate
+        system that still takes the person, and a converted person may well belong in (or be excluded by) it."""
         members, sent = memory.load_memberships(self.unit, spec.name)
         candidates: list[AudienceCandidate] = []
         leads: dict[str, Lead] = {}
@@ -260,7 +265,7 @@ class Decide:
             (control if holdouts.in_control(d.person, rule, share) else treated).append(d)
         memory.record_holdouts(self.unit, [(rule, d.person, d in control, share, "add", self.now)
                                            for d in decided.adds])
-        moved_out, moved_in = self._email_changed(spec, decided, members, sent, leads)
+        moved_out, moved_in = self._identifiers_changed(spec, decided, members, sent, leads)
         acted = replace(decided, adds=(*treated, *moved_in), removes=(*decided.removes, *moved_out))
         # By person, separately for adds and removes: a person whose e-mail changed has both, the remove with
         # the identifiers the add once sent and the new add with today's.
@@ -276,29 +281,46 @@ class Decide:
                          added_by_leadrelay=True), added[d.person]) for d in acted.adds],
             [(d.person, d.entered_at, d.reason) for d in acted.removes], self.now)
         self._report_audience(spec, acted, control, candidates, view)
-        self.result.audiences[spec.name]["email_changed"] = len(moved_in)
+        self.result.audiences[spec.name]["email_changed"] = sum(d.cause is Cause.EMAIL_CHANGED for d in moved_in)
+        self.result.audiences[spec.name]["identifiers_changed"] = len(moved_in)
         self.cycle.plan(list(writes))
 
-    def _email_changed(self, spec: AudienceSpec, decided: AudienceDecisions, members: Sequence[Membership],
-                       sent: Mapping[str, Mapping[str, Any]], leads: Mapping[str, Lead]
-                       ) -> tuple[list[AudienceDecision], list[AudienceDecision]]:
-        """Members who stay but whose e-mail changed since their add: the stay that went in with the old
-        address is closed (its remove sends the identifiers the add sent) and a new stay is added with the
-        new one. The person keeps their key, consent and place in the audience; only the identifiers move."""
+    def _identifiers_changed(self, spec: AudienceSpec, decided: AudienceDecisions, members: Sequence[Membership],
+                             sent: Mapping[str, Mapping[str, Any]], leads: Mapping[str, Lead]
+                             ) -> tuple[list[AudienceDecision], list[AudienceDecision]]:
+        """Members who stay but one of whose identifiers the add sent (e-mail, phone, name, …) changed since,
+        as the destination normalises and hashes them (:func:`sync.audiences.matched_identifiers`): the stay
+        that went in with the old identifiers is closed (its remove sends them) and a new stay is added with
+        the current ones. The person keeps their key, consent and place in the audience; only the identifiers
+        move. An identifier gained (none was sent) takes nothing back, so it is not a change; an id-based list
+        (Marketo) holds the person by id and never re-keys."""
+        connection = self.cycle.settings.connections[spec.destination]
+        if matched_identifiers(connection.type, {}, connection.options) is None:
+            return [], []
         leaving = {d.person for d in (*decided.removes, *decided.held, *decided.not_ours)}
         stays = {m.person: m for m in members
                  if m.audience == spec.name and m.active and m.added_by_leadrelay and m.person not in leaving
                  and m.person in leads}
-        changes = email_changes({p: sent.get(p, {}).get("email") for p in stays},
-                                {p: leads[p].email for p in stays})
         out, into = [], []
-        for change in changes:
-            member = stays[change.key]
-            reason = (f"e-mail changed ({mask_email(change.old)} → {mask_email(change.new)}): " if change.new
-                      else f"e-mail removed ({mask_email(change.old)}): ") + "identifiers replaced, same person"
-            out.append(AudienceDecision(change.key, spec.name, "remove", Cause.EMAIL_CHANGED, reason,
-                                        member.entered_at))
-            into.append(AudienceDecision(change.key, spec.name, "add", Cause.EMAIL_CHANGED, reason, self.now))
+        for person in sorted(stays):
+            before = sent.get(person) or {}
+            old = matched_identifiers(connection.type, before, connection.options) or {}
+            new = matched_identifiers(connection.type, lead_identifiers(leads[person]), connection.options) or {}
+            moved = sorted(k for k, v in old.items() if new.get(k) != v)
+            if not moved:
+                continue
+            was = before.get("email")
+            old_email = normalize_email(was if isinstance(was, str) else None)
+            new_email = normalize_email(leads[person].email)
+            if old_email is not None and old_email != new_email:
+                cause = Cause.EMAIL_CHANGED
+                what = (f"e-mail changed ({mask_email(old_email)} → {mask_email(new_email)})" if new_email
+                        else f"e-mail removed ({mask_email(old_email)})")
+            else:
+                cause, what = Cause.IDENTIFIERS_CHANGED, f"identifiers changed ({', '.join(moved)})"
+            reason = f"{what}: identifiers replaced, same person"
+            out.append(AudienceDecision(person, spec.name, "remove", cause, reason, stays[person].entered_at))
+            into.append(AudienceDecision(person, spec.name, "add", cause, reason, self.now))
         return out, into
 
     def _identifiers(self, spec: AudienceSpec, lead: Lead, view: ConsentView) -> dict[str, Any]:

@@ -100,25 +100,10 @@ class Metrics:
 
 def rate_budget_use() -> list[dict[str, Any]]:
     """Each shared rate limiter of this process: connector, account (a keyed hash, never the token), the
-    share of its main window spent, and seconds waited. Empty if the registry does not expose its limiters."""
+    share of its main window spent, and seconds waited (``RateBudgets.usage``)."""
     from connectors.http import RATE_BUDGETS
 
-    limiters = getattr(RATE_BUDGETS, "_limiters", None)
-    if not isinstance(limiters, Mapping):
-        return []
-    out = []
-    for key, limiter in list(limiters.items()):
-        kind, account = key[0], key[1]
-        try:
-            window = limiter.window()
-            remaining = limiter.remaining()
-        except (KeyError, AttributeError, TypeError):
-            continue
-        if window is None or window[0] <= 0:
-            continue
-        out.append({"connector": kind, "account": account[:12], "used": round(1 - remaining / window[0], 4),
-                    "limit": window[0], "per_seconds": window[1], "waited_seconds": round(limiter.waited, 3)})
-    return out
+    return RATE_BUDGETS.usage()
 
 
 __all__ = ["LATENCY_BUCKETS", "Metrics", "rate_budget_use"]

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from connectors.base import (
     Connector,
@@ -29,9 +29,11 @@ from connectors.base import (
     RetryLater,
     WriteRecord,
 )
+from sync.audiences import ADD_OPERATION, REMOVE_OPERATION, stay_person
 from sync.store import StoredOp, Unit
 
 Clock = Callable[[], datetime]
+AUDIENCE_OPERATIONS = frozenset({ADD_OPERATION, REMOVE_OPERATION})
 IN_FLIGHT = "sent; no answer stored yet"
 WINDOW = 5_000  # open operations read from the outbox at a time
 
@@ -55,12 +57,29 @@ class _Stop(Exception):
 
 
 def _record(op: StoredOp) -> WriteRecord:
-    return WriteRecord(target=object_id(op.target), idempotency_key=op.idempotency_key, payload=op.payload)
+    return WriteRecord(target=object_id(op.target, op.operation, op.payload), idempotency_key=op.idempotency_key,
+                       payload=op.payload)
 
 
-def object_id(target: str) -> str:
-    """The destination object a ledger target names: a target may add ``#<n>`` to tell apart several
-    operations on one object (a lead's first follow-up task and a reroute's), which the connector never sees."""
+def _stay(op: StoredOp) -> tuple[str, str] | None:
+    """(audience, person) of an audience operation on a stay target, else None."""
+    audience = str((op.payload or {}).get("audience_id") or "")
+    person = stay_person(op.target, audience)
+    return None if person is None else (audience, person)
+
+
+def object_id(target: str, operation: str = "", payload: Mapping[str, Any] | None = None) -> str:
+    """The destination object a ledger target names, which is what a connector gets as ``WriteRecord.target``.
+
+    A target may add ``#<n>`` to tell apart several operations on one object (a lead's first follow-up task and
+    a reroute's). An audience operation's target is the stay (``<audience_id>:<person>@<entered_at>``, see
+    sync.audiences.membership_target): the connector gets the person's key (the source's lead id), which an
+    id-based list (Marketo) adds; hash-based audiences use the identifiers in the payload. The ledger, the
+    idempotency key and ``supersede_stays`` keep the stay."""
+    if operation in AUDIENCE_OPERATIONS and payload is not None:
+        person = stay_person(target, str(payload.get("audience_id") or ""))
+        if person is not None:
+            return person
     return target.partition("#")[0]
 
 
@@ -78,7 +97,13 @@ class Deliverer:
 
     async def deliver(self) -> DeliveryReport:
         caps = self.connector.capabilities.operations
-        for operation, spec in caps.items():
+        # Audience removes go before adds: when a member's identifiers change, the old row's remove and the
+        # new row's add share the person (and maybe an e-mail hash), and a remove landing after the add
+        # would take the person out again.
+        blocked: set[tuple[str, str]] = set()
+        for operation, spec in sorted(caps.items(), key=lambda item: item[0] != REMOVE_OPERATION):
+            if operation == ADD_OPERATION and REMOVE_OPERATION in caps:
+                blocked = self._open_removes()
             after = 0
             # A window of the outbox at a time: memory stays flat however many operations are queued. An
             # operation that fails in this run is behind the window and waits for the next run.
@@ -87,12 +112,28 @@ class Deliverer:
                 if not ops:
                     break
                 after = ops[-1].id
+                if blocked:
+                    waiting = [op for op in ops if _stay(op) in blocked]
+                    self.report.outcomes["waiting_for_remove"] += len(waiting)
+                    ops = [op for op in ops if _stay(op) not in blocked]
                 await self._deliver_window(operation, spec, ops)
             if self.report.stopped is not None:
                 break
         return self.report
 
+    def _open_removes(self) -> set[tuple[str, str]]:
+        """(audience, person) of the audience removes still open after this run sent its removes: an add for
+        the same person waits for the next run, so it can never land before the remove."""
+        found: set[tuple[str, str]] = set()
+        after = 0
+        while ops := self.unit.open_operations(self.destination, REMOVE_OPERATION, after_id=after, limit=WINDOW):
+            after = ops[-1].id
+            found.update(key for key in map(_stay, ops) if key is not None)
+        return found
+
     async def _deliver_window(self, operation: str, spec: OperationSpec, ops: list[StoredOp]) -> None:
+        if not ops:
+            return
         if not spec.idempotent:
             try:
                 ops = await self._resolve_unknown(operation, ops, spec.max_batch_size)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,6 +89,7 @@ class CycleReport:
     quarantined: int = 0
     quarantine_samples: list[dict[str, Any]] = field(default_factory=list)
     scored: int = 0
+    read_only: int = 0  # scored leads the source refuses writes to (Lead.read_only): scored and stored, not written
     model_version: str | None = None
     scoring_note: str | None = None
     # PSI of the run's scores and top features against the model's training reference (sync.serving).
@@ -107,6 +108,8 @@ class CycleReport:
     # compares them run to run to tell a mapped field vanishing or changing type).
     fields: dict[str, dict[str, str]] = field(default_factory=dict)
     fields_sampled: Counter[str] = field(default_factory=Counter)
+    # A cycle on the records a trigger named (``run_cycle(only=...)``): stream -> number of keys asked for.
+    targeted: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -114,12 +117,13 @@ class CycleReport:
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "read": dict(self.read), "changed": dict(self.changed), "quarantined": self.quarantined,
-            "quarantine_samples": self.quarantine_samples, "scored": self.scored,
+            "quarantine_samples": self.quarantine_samples, "scored": self.scored, "read_only": self.read_only,
             "model_version": self.model_version, "scoring_note": self.scoring_note, "drift": self.drift,
             "challenger": self.challenger, "plan": self.plan,
             "samples": self.samples, "operations": self.operations, "decisions": self.decisions,
             "warnings": self.warnings, "delivery": self.delivery, "errors": self.errors,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "fields": self.fields,
+            "targeted": self.targeted,
         }
 
 
@@ -185,7 +189,9 @@ class Cycle:
                  now: datetime, source: Connector, destination: Connector,
                  model: ScoringModel | None, scoring_on: bool = True,
                  destinations: Mapping[str, Connector] | None = None,
-                 stop: Callable[[], bool] | None = None) -> None:
+                 stop: Callable[[], bool] | None = None,
+                 only: Mapping[str, Sequence[str]] | None = None,
+                 progress: Callable[[dict[str, int]], None] | None = None) -> None:
         self.settings = settings
         self.name = name
         self.pipe: PipelineSettings = settings.pipelines[name]
@@ -212,6 +218,11 @@ class Cycle:
         # cycle ends after the batch in flight, with everything done so far committed.
         self.stop = stop or (lambda: False)
         self.stopped = False
+        # The records a trigger named (stream -> source keys): pulled by key instead of by cursor.
+        self.only = {stream: list(dict.fromkeys(keys)) for stream, keys in (only or {}).items() if keys} or None
+        # Told after each stored page, scored batch and destination delivered (the CLI's progress lines).
+        self._progress = progress
+        self.pages = 0
 
     def stopping(self) -> bool:
         if not self.stopped and self.stop():
@@ -247,6 +258,14 @@ class Cycle:
     # -- pull + store -------------------------------------------------------------------------------
 
     async def pull(self) -> None:
+        if self.only is not None:
+            if self._can_fetch():
+                await self._pull_named(self.only)
+                return
+            self.report.warnings.append(
+                f"source {self.pipe.source!r} cannot read {', '.join(sorted(self.only))} by key: ran an "
+                "incremental pull instead")
+            self.only = None
         wanted = [s for s in STREAM_ORDER if s in self.pipe.streams and s in self.source.capabilities.streams]
         for stream in wanted:
             if self.stopping():
@@ -268,6 +287,44 @@ class Cycle:
                 self.report.errors.append(f"pull {stream}: {exc}")
                 if isinstance(exc, QuotaExhausted):
                     break
+        if self._changed_accounts:
+            self.affected |= self.unit.leads_of_accounts(self.pipe.source, self._changed_accounts)
+
+    def _can_fetch(self) -> bool:
+        assert self.only is not None
+        fetchable = self.source.capabilities.fetchable
+        return all(stream in fetchable and stream in self.pipe.streams for stream in self.only)
+
+    async def _pull_named(self, only: Mapping[str, list[str]]) -> None:
+        """Read just the named records (no cursor moves: cursors belong to incremental pulls) and store them;
+        scoring then takes the changed ones as in any cycle. Their activities are not read here (HubSpot
+        has no batch read of events by contact): the change the trigger reported is what gets scored, and
+        the next scheduled cycle brings the activities."""
+        for stream in (s for s in STREAM_ORDER if s in only):
+            if self.stopping():
+                break
+            keys = only[stream]
+            self.report.targeted[stream] = len(keys)
+            found: set[str] = set()
+            try:
+                async for page in self.source.fetch(stream, keys):
+                    found.update(r.key for r in page.records if isinstance(r, Lead | Account))
+                    await asyncio.to_thread(self._store_page, stream, page)
+                    if self.stopping():
+                        break
+                self.unit.checkpoint()
+            except FixConfiguration:
+                raise
+            except ConnectorError as exc:
+                self.report.errors.append(f"fetch {stream}: {exc}")
+                if isinstance(exc, QuotaExhausted):
+                    break
+                continue
+            missing = [k for k in keys if k not in found]
+            if missing and not self.stopped:
+                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                self.report.warnings.append(f"{len(missing)} {stream} key(s) named by the trigger not found at "
+                                            f"the source (deleted or merged?): {shown}")
         if self._changed_accounts:
             self.affected |= self.unit.leads_of_accounts(self.pipe.source, self._changed_accounts)
 
@@ -310,10 +367,12 @@ class Cycle:
             self.report.quarantined += len(page.quarantined)
             for q in page.quarantined[: max(0, 10 - len(self.report.quarantine_samples))]:
                 self.report.quarantine_samples.append({"stream": q.stream, "key": q.key, "reason": q.reason})
-        if page.cursor is not None:
+        if page.cursor is not None and self.only is None:
             # Same transaction as the page's rows: the cursor never passes unstored data.
             self.unit.set_cursor(self.name, stream, page.cursor, self.now)
         self._uncommitted += len(page.records) + len(page.quarantined)
+        self.pages += 1
+        self.tell()
         if self._uncommitted >= COMMIT_EVERY:
             self.unit.checkpoint()
             self._uncommitted = 0
@@ -368,6 +427,8 @@ class Cycle:
                 self._shadow(shadow, subjects, frame, batch)
             rows = []
             desired: list[DesiredWrite] = []
+            # The source refuses writes to these (a converted Salesforce Lead): no score write, no follow-up.
+            read_only = {lead["key"] for lead in leads if lead.get("read_only")}
             for subject, s in zip(subjects, batch.rows(), strict=True):
                 before = previous.get(subject.key)
                 positive, negative = s.reasons_positive, s.reasons_negative
@@ -377,6 +438,8 @@ class Cycle:
                              "band": s.band, "reasons_positive": list(positive),
                              "reasons_negative": list(negative), "model_version": s.model_version,
                              "scored_at": self.now})
+                if subject.key in read_only:
+                    continue  # scored and stored (explain, drift, training), never written
                 if self.pipe.push_scores:
                     top = f": {positive[0]}" if positive else ""
                     payload = {"score": s.score, "band": s.band, "reasons": list(positive),
@@ -388,7 +451,8 @@ class Cycle:
                         payload=payload, reason=f"scored {s.score} (band {s.band}){top}",
                     ))
             if self.pipe.follow_up is not None:
-                desired.extend(self._follow_ups(leads, rows))
+                desired.extend(self._follow_ups(leads, [r for r in rows if r["lead_key"] not in read_only]))
+            self.report.read_only += len(read_only)
             self.unit.save_scores(src, rows)
             self.unit.audit([("score", r["lead_key"], {"score": r["score"], "band": r["band"],
                                                        "probability": round(float(r["probability"]), 6),
@@ -521,6 +585,7 @@ class Cycle:
                 {"destination": op.destination, "operation": op.operation, "target": op.target,
                  "idempotency_key": op.idempotency_key, "reason": op.reason} for op in result.ops)
         self.plan_seconds += time.perf_counter() - mark
+        self.tell()
         return result
 
     # -- deliver ------------------------------------------------------------------------------------
@@ -532,6 +597,14 @@ class Cycle:
             self.report.errors.extend(f"deliver {name}: {error}" for error in result.errors)
             if result.stopped:
                 self.report.errors.append(f"deliver {name}: {result.stopped}")
+            self.tell()
+
+    def tell(self) -> None:
+        """Hand the progress so far to the ``progress`` callback, if any."""
+        if self._progress is not None:
+            self._progress({"pages": self.pages, "read": sum(self.report.read.values()),
+                            "scored": self.report.scored,
+                            "delivered": sum(sum(d["outcomes"].values()) for d in self.report.delivery)})
 
 
 async def run_cycle(
@@ -547,10 +620,17 @@ async def run_cycle(
     score: bool = True,
     agent: str | None = None,
     stop: Callable[[], bool] | None = None,
+    only: Mapping[str, Sequence[str]] | None = None,
+    progress: Callable[[dict[str, int]], None] | None = None,
 ) -> CycleReport:
     """Run one cycle of pipeline ``name``; with ``dry_run`` nothing is written anywhere; with
     ``score=False`` it only pulls (a backfill before the first model). ``agent`` is recorded on the run row;
-    once ``stop()`` is true the cycle ends after the page or batch in flight (status ``stopped``)."""
+    once ``stop()`` is true the cycle ends after the page or batch in flight (status ``stopped``).
+
+    ``only`` (stream -> source keys, e.g. a webhook's contact ids) pulls just those records by key when the
+    source can (``capabilities.fetchable``), moving no cursor; scoring, decisions, planning and delivery are
+    the same as in any cycle. A source that cannot read by key gets an incremental pull instead (warned).
+    ``progress`` is called with the counts so far (pages, read, scored, delivered) as the cycle goes."""
     if name not in settings.pipelines:
         raise KeyError(f"no pipeline named {name!r} (configured: {', '.join(settings.pipelines)})")
     pipe = settings.pipelines[name]
@@ -585,7 +665,8 @@ async def run_cycle(
                 unit.audit_context = (name, report.run_id)
                 cycle = Cycle(settings, name, unit, report, clock=clock, now=now, source=built[pipe.source],
                               destination=built[pipe.destination], model=model, scoring_on=score,
-                              destinations={n: built[n] for n in writes_to}, stop=stop)
+                              destinations={n: built[n] for n in writes_to}, stop=stop, only=only,
+                              progress=progress)
                 await _run_steps(cycle, report, dry_run=dry_run)
                 report.finished_at = clock()
                 if not dry_run:
@@ -656,7 +737,8 @@ def _log_cycle(report: CycleReport) -> None:
 
 def _counts(report: CycleReport) -> dict[str, Any]:
     return {"read": dict(report.read), "changed": dict(report.changed), "quarantined": report.quarantined,
-            "scored": report.scored, "drift": report.drift, "challenger": report.challenger, "plan": report.plan,
+            "scored": report.scored, "read_only": report.read_only, "drift": report.drift,
+            "challenger": report.challenger, "plan": report.plan,
             "delivery": [d["outcomes"] for d in report.delivery]}
 
 

@@ -26,6 +26,9 @@ def render_cycle(report: CycleReport) -> str:
         lines.append(f"  scoring:     {report.scoring_note}")
     else:
         lines.append(f"  scored:      {report.scored} lead(s) with model {report.model_version}")
+        if report.read_only:
+            lines.append(f"  read-only:   {report.read_only} of them not written (the source refuses writes to "
+                         "them, e.g. converted leads)")
     if report.drift:
         d = report.drift
         top = ", ".join(f"{k} {v:.3f}" for k, v in list(d["features"].items())[:3])

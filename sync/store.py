@@ -62,6 +62,8 @@ class LeadRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=sa.DateTime())
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     content_hash: str
+    # The source refuses writes to it (Lead.read_only, e.g. a converted Salesforce Lead): scored, never written.
+    read_only: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 class AccountRow(SQLModel, table=True):
@@ -222,9 +224,10 @@ def _lead_values(source: str, lead: Lead) -> dict[str, Any]:
         "title": lead.title, "lifecycle_stage": lead.lifecycle_stage,
         "created_at": _naive(lead.created_at), "attributes": dict(lead.attributes),
     }
-    digest = content_hash(values)
+    # Hashed only when set, so leads stored before the flag existed keep their hash (no mass "changed").
+    digest = content_hash({**values, "read_only": True} if lead.read_only else values)
     return {"source": source, "key": lead.key, **values, "updated_at": _naive(lead.updated_at),
-            "content_hash": digest}
+            "content_hash": digest, "read_only": lead.read_only}
 
 
 def _account_values(source: str, account: Account) -> dict[str, Any]:

@@ -9,6 +9,7 @@ kept for ``leadrelay model rollback``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,13 +52,16 @@ def _serving(directory: Path) -> Any:
 
 def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: datetime,
                      out_dir: str | Path | None = None, version: str | None = None,
-                     challenger: bool = False) -> TrainResult:
+                     challenger: bool = False, progress: Callable[[str], None] | None = None) -> TrainResult:
+    """Train from the pipeline's stored history; ``progress`` (the CLI's stderr lines) is told each step."""
+    tell = progress or (lambda step: None)
     from scoring import FeatureSpec, PredictiveQuestion, build_examples, default_cutoffs
     from scoring.registry import Registry
     from scoring.train import train
 
     pipe = settings.pipelines[pipeline]
     source = pipe.source
+    tell(f"reading the history of {source!r} from the store")
     with store.unit(dry_run=True) as unit:  # read-only: nothing to keep
         keys = unit.lead_keys(source)
         span = unit.activity_span(source)
@@ -67,6 +71,7 @@ def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: da
         accounts = unit.load_accounts(source, [x["account_key"] for x in leads if x["account_key"]])
         activities = unit.load_all_activities(source)
     subjects = build_subjects(leads, accounts, activities)
+    tell(f"{len(leads)} leads, {len(accounts)} accounts, {len(activities)} activities read; building examples")
     mapping = settings.scoring.feature_mapping()
     spec = FeatureSpec.from_mapping(mapping) if mapping else FeatureSpec.default()
     # [scoring.question] (population, target, assuming filter, dispositions as labels), when configured.
@@ -76,6 +81,7 @@ def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: da
     first, last = span[0], min(span[1], now)
     cutoffs = default_cutoffs(first, last, horizon_days=horizon, step_days=settings.scoring.cutoff_step_days)
     examples = build_examples(spec, subjects, cutoffs, horizon_days=horizon, question=question)
+    tell(f"{len(examples.y)} examples at {len(cutoffs)} cutoff(s); training and checking against the baseline")
     target = Path(out_dir or settings.scoring.model_dir)
     registry = Registry(target)
     name = version or now.strftime("%Y%m%d-%H%M%S")
@@ -83,6 +89,7 @@ def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: da
     card = train(examples, folder, version=name, trained_at=now, serving=_serving(target),
                  min_examples=settings.scoring.min_examples, min_positives=settings.scoring.min_positives)
     registry.register(name, at=now, promote=not challenger)
+    tell(f"model {name} registered in {target}")
     return TrainResult(card=card, out_dir=target, subjects=len(subjects), examples=len(examples.y),
                        version_dir=folder, promoted=registry.champion == name)
 

@@ -89,7 +89,7 @@ DEFAULT_CONSENT: dict[str, ConsentProperty] = {
 }
 
 # ``key`` and ``updated_at`` come from the object id and the modified-date property, never from a mapping.
-_NOT_MAPPED = frozenset({"key", "updated_at", "attributes"})
+_NOT_MAPPED = frozenset({"key", "updated_at", "attributes", "read_only"})
 _LEAD_FIELDS = frozenset(f.name for f in fields(Lead)) - _NOT_MAPPED
 _ACCOUNT_FIELDS = frozenset(f.name for f in fields(Account)) - _NOT_MAPPED
 

@@ -37,6 +37,7 @@ class HubSpotConnector(Connector):
     config_model: ClassVar[type[ConnectorConfig]] = HubSpotConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
         streams=("accounts", "leads", "activities"),
+        fetchable=("accounts", "leads"),  # batch/read by id; events have no batch read by contact
         operations={
             "update_lead": OperationSpec(max_batch_size=MAX_BATCH, idempotent=True, per_record_results=True),
             "create_task": OperationSpec(max_batch_size=MAX_BATCH, idempotent=False, per_record_results=True),
@@ -83,6 +84,13 @@ class HubSpotConnector(Connector):
             known = ", ".join(self.capabilities.streams)
             raise GiveUp(f"unknown stream {stream!r}; streams: {known}", connector=self.name)
         async for page in pages:
+            yield page
+
+    async def fetch(self, stream: str, keys: Sequence[str]) -> AsyncIterator[Page]:  # type: ignore[override]
+        if stream not in self.capabilities.fetchable:
+            known = ", ".join(self.capabilities.fetchable)
+            raise GiveUp(f"cannot read {stream!r} by id; by id: {known}", connector=self.name)
+        async for page in self._puller.by_ids(stream, keys):
             yield page
 
     async def write_batch(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:

@@ -53,7 +53,7 @@ DEFAULT_SCORE_FIELDS: dict[str, str] = {
     "scored_at": "leadrelayScoredAt",
 }
 
-_NOT_MAPPED = frozenset({"key", "updated_at", "attributes"})
+_NOT_MAPPED = frozenset({"key", "updated_at", "attributes", "read_only"})
 _LEAD_FIELDS = frozenset(f.name for f in fields(Lead)) - _NOT_MAPPED
 
 
@@ -89,6 +89,11 @@ class MarketoConfig(ConnectorConfig):
     start_date: datetime | None = None
     history_days: int = Field(365, ge=1)
     consent_field: str = Field("unsubscribed", min_length=1)  # boolean lead field: true = email opt-out
+    # Further boolean lead fields that, when true, make the lead unreachable by e-mail (Marketo sends no
+    # marketing e-mail to an invalid or suspended address). With ``consent_field`` they are read with every
+    # pulled lead, which then carries its current e-mail consent (an opt-out from before the first pull's
+    # start date included).
+    email_blocking_fields: list[str] = Field(default_factory=lambda: ["emailInvalid", "marketingSuspended"])
     score_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SCORE_FIELDS))
     page_size: int = Field(300, ge=1, le=300)
     # Marketo refuses an 11th call in flight (615) across every integration of the instance and suggests
@@ -123,6 +128,18 @@ class MarketoConfig(ConnectorConfig):
     @classmethod
     def _score_fields(cls, value: Any) -> dict[str, str]:
         return _merged(DEFAULT_SCORE_FIELDS, value, frozenset(DEFAULT_SCORE_FIELDS), "score")
+
+    @field_validator("email_blocking_fields")
+    @classmethod
+    def _blocking(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError("each entry must be a boolean Marketo lead field name (REST API name)")
+        return list(dict.fromkeys(name.strip() for name in value))
+
+    def email_consent_fields(self) -> list[str]:
+        """The lead fields whose current values say whether the lead may get e-mail (any true: denied)."""
+        return list(dict.fromkeys([self.consent_field, *self.email_blocking_fields]))
 
     @field_validator("activity_types")
     @classmethod

@@ -9,7 +9,7 @@ numbers, booleans as booleans, datetimes as ISO-8601 with ``Z``). Activity rows 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,8 +65,9 @@ def _scalar(value: Any) -> Scalar:
 
 
 def lead_records(row: Mapping[str, Any], fields: Mapping[str, str], attributes: Mapping[str, str],
-                 conversion_field: str | None) -> list[Record]:
-    """One lead row → its Lead, plus a CONVERSION activity when the conversion date is set."""
+                 conversion_field: str | None, consent_fields: Sequence[str] = ()) -> list[Record]:
+    """One lead row → its Lead, plus a CONVERSION activity when the conversion date is set, plus (with
+    ``consent_fields``) its current e-mail consent (:func:`current_consent`)."""
     key = _text(row.get("id"))
     if key is None:
         raise BadRow("id: missing")
@@ -91,7 +92,31 @@ def lead_records(row: Mapping[str, Any], fields: Mapping[str, str], attributes: 
         converted = parse_datetime(conversion_field, row.get(conversion_field))
         if converted is not None:
             records.append(Activity(f"{key}:conversion", key, ActivityType.CONVERSION, converted))
+    if consent_fields:
+        records.append(current_consent(row, key, updated, consent_fields))
     return records
+
+
+def current_consent(row: Mapping[str, Any], key: str, updated: datetime,
+                    consent_fields: Sequence[str]) -> ConsentChange:
+    """The lead's e-mail consent as its fields stand now, effective at its ``updatedAt``: denied when any
+    of the fields (``unsubscribed``, ``emailInvalid``, ``marketingSuspended``) is true, else granted (as a
+    Change Data Value back to false is). Activities only report changes inside the pulled window, so this is
+    what carries an opt-out made before it; a later change still wins by its later time. A field Marketo
+    leaves empty counts as false (its booleans default to false)."""
+    blocking = []
+    for name in consent_fields:
+        value = _truthy(row.get(name))
+        if value is None:
+            raise BadRow(f"{name}: {row.get(name)!r} is not a boolean")
+        if value:
+            blocking.append(name)
+    status = ConsentStatus.DENIED if blocking else ConsentStatus.GRANTED
+    source = "marketo lead field" + (f": {', '.join(blocking)}" if blocking else "")
+    # One key per lead state: pulling the same state again stores nothing new.
+    stamp = updated.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ConsentChange(key=f"lead:{key}@{stamp}", lead_key=key, channel="email", status=status,
+                         effective_at=updated, source=source)
 
 
 def activity_record(row: Mapping[str, Any], types: Mapping[int, ActivityType],
@@ -160,5 +185,5 @@ def quarantine(stream: str, row: Any, reason: str) -> Quarantined:
     return Quarantined(stream=stream, key=key, reason=reason, raw=raw)
 
 
-__all__ = ["ACTIVITY_ATTRIBUTES", "BadRow", "activity_record", "consent_records", "lead_records",
+__all__ = ["ACTIVITY_ATTRIBUTES", "BadRow", "activity_record", "consent_records", "current_consent", "lead_records",
            "parse_datetime", "quarantine"]

@@ -6,7 +6,8 @@ Get Leads by Filter has no ``updatedAt`` filter, so the real incremental mechani
 the position after it (``nextPageToken``) and whether the log goes on (``moreResult``; a page may be short
 and still have more). The position after the last page is where the next pull resumes, so it is the cursor.
 
-* ``leads``: lead changes on the mapped fields → the changed leads, fetched by id (300 per call).
+* ``leads``: lead changes on the mapped fields → the changed leads, fetched by id (300 per call), each with
+  its current e-mail consent from the opt-out fields (so an opt-out older than the start date is known).
 * ``activities``: the configured activity type ids, at most 10 per walk, each group with its own position.
 * ``consent``: lead changes of the opt-out field (``unsubscribed``) → email ConsentChanges.
 
@@ -109,7 +110,7 @@ class Puller:
 
     def tracked_fields(self) -> list[str]:
         cfg = self._config
-        names = [*cfg.lead_fields.values(), *cfg.attribute_fields.values()]
+        names = [*cfg.lead_fields.values(), *cfg.attribute_fields.values(), *cfg.email_consent_fields()]
         if cfg.conversion_date_field:
             names.append(cfg.conversion_date_field)
         return [n for n in dict.fromkeys(names) if n not in _NOT_CHANGES]
@@ -118,7 +119,8 @@ class Puller:
         cfg = self._config
         token = decode_cursor("leads", cursor).get("token") or await self._first_token()
         read = list(dict.fromkeys(["id", "updatedAt", *cfg.lead_fields.values(), *cfg.attribute_fields.values(),
-                                   *([cfg.conversion_date_field] if cfg.conversion_date_field else [])]))
+                                   *([cfg.conversion_date_field] if cfg.conversion_date_field else []),
+                                   *cfg.email_consent_fields()]))
         changes = {"fields": ",".join(self.tracked_fields())}
         fetched: dict[str, datetime] = {}  # lead id → updatedAt of what this pull already yielded
         async for rows, after in self._walk("/rest/v1/activities/leadchanges.json", token, changes):
@@ -135,7 +137,8 @@ class Puller:
                         bad.append(quarantine("leads", row, "row: not an object"))
                         continue
                     try:
-                        found = lead_records(row, cfg.lead_fields, cfg.attribute_fields, cfg.conversion_date_field)
+                        found = lead_records(row, cfg.lead_fields, cfg.attribute_fields, cfg.conversion_date_field,
+                                             cfg.email_consent_fields())
                     except BadRow as exc:
                         bad.append(quarantine("leads", row, str(exc)))
                         continue

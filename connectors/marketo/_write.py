@@ -49,20 +49,6 @@ def _lead_id(record: WriteRecord) -> int:
     return int(target)
 
 
-def _member_id(record: WriteRecord, list_id: str) -> int:
-    """The lead of a list-membership write: its target is the lead id, or the audience stay the pipeline
-    keys membership by (``<list id>:<lead id>@<entered at>``, sync.audiences.membership_target)."""
-    target = str(record.target).strip()
-    prefix, colon, rest = target.partition(":")
-    if colon and "@" in rest:
-        if prefix != list_id:
-            raise BadPayload(f"target: {record.target!r} is a stay in list {prefix}, not in audience_id {list_id}")
-        target = rest.partition("@")[0]
-    if not target.isdigit():
-        raise BadPayload(f"target: {record.target!r} is not a Marketo lead id")
-    return int(target)
-
-
 def _reason_outcome(codes: list[str]) -> Outcome:
     return Outcome.RETRYABLE if codes and all(code in TRANSIENT_REASONS for code in codes) else Outcome.REJECTED
 
@@ -155,7 +141,7 @@ class Writer:
             try:
                 if not list_id.isdigit():
                     raise BadPayload(f"audience_id: {list_id!r} is not a Marketo static list id")
-                lead_id = _member_id(record, list_id)
+                lead_id = _lead_id(record)  # the pipeline's stay gives its person: the lead id
             except BadPayload as exc:
                 outcomes[index] = RecordOutcome(record.idempotency_key, Outcome.REJECTED, str(exc))
                 continue

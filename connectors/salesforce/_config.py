@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import Account, ActivityType, ConnectorConfig, Lead, RateLimit
 
@@ -68,7 +68,7 @@ DEFAULT_CAMPAIGN_MEMBER_STATUSES: dict[str, ActivityType] = {
 DEFAULT_CONVERSION_FIELDS: dict[str, str] = {"Lead": "ConvertedDate"}
 DEFAULT_PRIORITIES: dict[str, str] = {"LOW": "Low", "MEDIUM": "Normal", "HIGH": "High"}
 
-_NOT_MAPPED = frozenset({"key", "updated_at", "attributes"})
+_NOT_MAPPED = frozenset({"key", "updated_at", "attributes", "read_only"})
 _LEAD = frozenset(f.name for f in fields(Lead)) - _NOT_MAPPED
 _ACCOUNT = frozenset(f.name for f in fields(Account)) - _NOT_MAPPED
 
@@ -179,6 +179,15 @@ class SalesforceConfig(ConnectorConfig):
                 raise ValueError(f"{sobject!r}: conversion fields are per Lead or Contact")
             _check_name(name, allow_empty=True)
         return {sobject: name for sobject, name in value.items() if name}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _consent_of_every_person(cls, data: Any) -> Any:
+        """Unless set, ``consent_objects`` follows ``lead_objects``: a Contact pulled as a lead has its opt-out
+        read too (its current value on the first pull, whatever date it was set)."""
+        if isinstance(data, dict) and "consent_objects" not in data and data.get("lead_objects"):
+            return {**data, "consent_objects": data["lead_objects"]}
+        return data
 
     @field_validator("consent_fields")
     @classmethod

@@ -107,10 +107,14 @@ def _scalar(value: Any) -> Scalar:
 
 
 def person_records(row: Mapping[str, Any], fields: Mapping[str, str], extra: list[str],
-                   conversion_field: str | None) -> list[Record]:
-    """One Lead or Contact → its :class:`Lead`, plus a CONVERSION activity when converted."""
+                   conversion_field: str | None, read_only_field: str | None = None) -> list[Record]:
+    """One Lead or Contact → its :class:`Lead`, plus a CONVERSION activity when converted. A true
+    ``read_only_field`` (a Lead's ``IsConverted``: Salesforce refuses every write to a converted Lead with
+    ``CANNOT_UPDATE_CONVERTED_LEAD``) makes the lead :attr:`Lead.read_only`."""
     key = row_id(row)
     values: dict[str, Any] = {}
+    if read_only_field:
+        values["read_only"] = bool(parse_bool(read_only_field, row.get(read_only_field)))
     for name, api in fields.items():
         raw = row.get(api)
         if name == "email":

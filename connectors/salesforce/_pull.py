@@ -36,6 +36,8 @@ from ._mapping import (
 from ._session import Session
 
 Mapper = Callable[[Mapping[str, Any]], list[Record]]
+# The flag that makes a person read-only (Salesforce refuses writes to a converted Lead, and Tasks naming it).
+READ_ONLY_FIELDS: dict[str, str] = {"Lead": "IsConverted"}
 _MAX_RESEEDS = 20  # locators expiring this often in one walk means something else is wrong
 
 
@@ -104,9 +106,11 @@ class Puller:
         fields = cfg.person_fields(sobject)
         extra = cfg.extra_fields(sobject)
         conversion = cfg.conversion_fields.get(sobject)
-        names = _unique(["Id", *fields.values(), *extra, *([conversion] if conversion else []), MODSTAMP])
+        read_only = READ_ONLY_FIELDS.get(sobject)
+        names = _unique(["Id", *fields.values(), *extra, *([conversion] if conversion else []),
+                         *([read_only] if read_only else []), MODSTAMP])
         return _Spec("leads", sobject, names, (),
-                     lambda row: person_records(row, fields, extra, conversion))
+                     lambda row: person_records(row, fields, extra, conversion, read_only))
 
     def _activity(self, sobject: str) -> _Spec:
         cfg = self._config

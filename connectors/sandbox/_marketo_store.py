@@ -49,7 +49,8 @@ STANDARD_FIELDS: dict[str, str] = {
     "id": "integer", "email": "email", "firstName": "string", "lastName": "string", "title": "string",
     "company": "string", "country": "string", "industry": "string", "numberOfEmployees": "integer",
     "annualRevenue": "currency", "website": "url", "leadStatus": "string", "leadSource": "string",
-    "unsubscribed": "boolean", "createdAt": "datetime", "updatedAt": "datetime",
+    "unsubscribed": "boolean", "emailInvalid": "boolean", "marketingSuspended": "boolean",
+    "createdAt": "datetime", "updatedAt": "datetime",
     "opportunityDate": "datetime", "leadrelayScore": "integer", "leadrelayBand": "string",
     "leadrelayReasons": "text", "leadrelayModelVersion": "string", "leadrelayScoredAt": "datetime",
 }

@@ -257,6 +257,9 @@ class SalesforceState:
                 raise RecordFailure("MALFORMED_ID", f"{label} ID: id value of incorrect type: {value}", [name])
             if self.type_of(normal) not in targets:
                 raise RecordFailure("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [name])
+            if self.type_of(normal) == "Lead" and self.records["Lead"][normal].get("IsConverted"):
+                # A converted Lead cannot be referenced either (a Task's WhoId, a CampaignMember's LeadId).
+                raise RecordFailure("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [name])
             if self.type_of(normal) == "User" and not self.records["User"][normal].get("IsActive", True):
                 raise RecordFailure("INACTIVE_OWNER_OR_USER", "owner or user is inactive", [name])
 

@@ -34,6 +34,7 @@ class Skip(enum.StrEnum):
     NO_CONSENT = "no_consent"
     NO_ELIGIBLE_REP = "no_eligible_rep"
     AT_CAPACITY = "all_at_capacity"
+    READ_ONLY = "read_only"  # the CRM refuses writes to the lead (e.g. a converted Salesforce Lead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +98,11 @@ def route(
     """Decide routing at ``now``.
 
     ``candidates`` are the scored leads (each key once; order does not matter); leads with an open
-    assignment are SLA-checked whether or not they are among them. ``consent`` answers whether a lead may
-    be contacted on ``spec.consent_channel`` at ``now``: a callable ``(lead_key, channel, now)`` or a
-    mapping of lead key → allowed, where a missing key means no consent. ``tasks_done`` maps
-    :attr:`Assignment.task_key` to when that follow-up task was completed.
+    assignment are SLA-checked whether or not they are among them. A :attr:`Candidate.read_only` lead is
+    never routed: it is skipped, and an assignment it still has is released (nothing can be written to it).
+    ``consent`` answers whether a lead may be contacted on ``spec.consent_channel`` at ``now``: a callable
+    ``(lead_key, channel, now)`` or a mapping of lead key → allowed, where a missing key means no consent.
+    ``tasks_done`` maps :attr:`Assignment.task_key` to when that follow-up task was completed.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now: must be timezone-aware")
@@ -116,10 +118,19 @@ def route(
     opened = sorted((a for a in state.assignments.values() if a.status is Status.OPEN),
                     key=lambda a: (a.due_at or now, a.lead_key))
     for assignment in opened:
-        run.follow(assignment, by_key.get(assignment.lead_key), done)
+        lead = by_key.get(assignment.lead_key)
+        if lead is not None and lead.read_only:
+            run.release_read_only(assignment)
+        else:
+            run.follow(assignment, lead, done)
     for candidate in sorted(by_key.values(), key=lambda c: (-c.score, c.key)):
         known = state.assignments.get(candidate.key)
-        if known is None:
+        if candidate.read_only:
+            if known is None:
+                run.skip_read_only(candidate)
+            elif known.status in _STANDING and known.status is not Status.OPEN:
+                run.release_read_only(known)
+        elif known is None:
             run.admit(candidate)
         elif known.status in _STANDING and known.status is not Status.OPEN:  # OPEN ones were followed above
             run.watch(known, candidate)
@@ -268,6 +279,14 @@ class _Run:
         a, taken = self._observe(a, lead)
         if taken:
             self._release(a, f"owner changed in the CRM to {lead.owner_id}", lead.owner_id)
+
+    def skip_read_only(self, lead: Candidate) -> None:
+        self._skip(lead.key, Skip.READ_ONLY, "the CRM refuses writes to this lead (read-only, e.g. converted)")
+
+    def release_read_only(self, a: Assignment) -> None:
+        """The lead became read-only (converted, say): no owner or task can be written any more, so leadrelay
+        steps back instead of re-routing it on an SLA breach."""
+        self._release(a, "the CRM refuses writes to this lead now (read-only, e.g. converted)", a.rep_id)
 
     def _release(self, a: Assignment, reason: str, owner: str | None) -> None:
         self._decide(RoutingDecision(a.lead_key, Action.RELEASE, reason, owner, a.rep_id,

@@ -26,6 +26,7 @@ class Candidate:
     email: str | None = None
     band: str | None = None
     reasons: tuple[str, ...] = ()
+    read_only: bool = False  # the CRM refuses writes to the lead (Lead.read_only): never routed
 
     @classmethod
     def from_records(cls, lead: Lead, account: Account | None, score: int, *, fields: LeadFields = LeadFields(),
@@ -48,7 +49,7 @@ class Candidate:
                       product_line=attr(fields.product_line),
                       account_owner_id=str(owner) if owner not in (None, "") else None)
         name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or None
-        return cls(lead.key, score, facts, lead.owner_id, name, lead.email, band, tuple(reasons))
+        return cls(lead.key, score, facts, lead.owner_id, name, lead.email, band, tuple(reasons), lead.read_only)
 
 
 class Status(enum.StrEnum):

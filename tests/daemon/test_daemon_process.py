@@ -87,7 +87,12 @@ def test_daemon_runs_schedules_webhooks_metrics_and_stops_cleanly(tmp_path: Path
             wait_for(lambda: _score(sandbox, contact), "the new contact's score to land", timeout=20)
             landed = time.monotonic() - sent
 
-            metrics = httpx.get(f"{url}/metrics").text
+            # The score is visible once delivered; the cycle records its trigger latency when it has finished.
+            def latency_recorded() -> str | None:
+                text = httpx.get(f"{url}/metrics").text
+                return text if 'leadrelay_trigger_to_delivery_seconds_count{pipeline="main"}' in text else None
+
+            metrics = wait_for(latency_recorded, "the trigger's cycle to finish", timeout=20)
             assert 'leadrelay_runs_total{outcome="succeeded",pipeline="main"}' in metrics
             assert 'leadrelay_triggers_total{connection="hubspot"} 1.0' in metrics
             count = next(line for line in metrics.splitlines()

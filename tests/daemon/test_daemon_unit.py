@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -55,7 +56,8 @@ def test_next_run_follows_interval_or_cron_from_the_last_run() -> None:
 
 
 def test_triggers_during_a_cycle_coalesce_into_one_follow_up(tmp_path: Path) -> None:
-    """Ten triggers while a cycle runs give exactly one more cycle, and each trigger's latency is recorded."""
+    """Ten triggers while a cycle runs give exactly one more cycle, on the union of their ids (the scheduled
+    one was incremental), and each trigger's latency is recorded."""
     settings = _parse({}).model_copy(update={"store": config.StoreSettings(url=f"sqlite:///{tmp_path / 's.db'}")})
     store = Store(settings.store.url)
     store.create_all()
@@ -64,9 +66,11 @@ def test_triggers_during_a_cycle_coalesce_into_one_follow_up(tmp_path: Path) -> 
     assert daemon.leases.acquire("p")
     release = threading.Event()
     cycles: list[str] = []
+    targets: list[Any] = []
 
-    def fake_cycle(name: str) -> CycleReport:
+    def fake_cycle(name: str, only: Any = None) -> CycleReport:
         cycles.append(name)
+        targets.append(only)
         release.wait(10)
         return CycleReport(pipeline=name, dry_run=False, started_at=T0, status="succeeded", finished_at=T0)
 
@@ -77,7 +81,7 @@ def test_triggers_during_a_cycle_coalesce_into_one_follow_up(tmp_path: Path) -> 
         while not daemon.runners["p"].running:  # noqa: ASYNC110 - waiting on the runner's own state
             await asyncio.sleep(0.001)
         for i in range(10):
-            daemon.on_trigger("h", [str(i)])
+            daemon.on_trigger("h", [str(i), str(i // 2)])
         release.set()
         await first
         runner = daemon.runners["p"]
@@ -87,10 +91,42 @@ def test_triggers_during_a_cycle_coalesce_into_one_follow_up(tmp_path: Path) -> 
     asyncio.run(scenario())
     daemon._pool.shutdown()
     assert cycles == ["p", "p"]
+    assert targets == [None, {"leads": [str(i) for i in range(10)]}]
     assert daemon.metrics.latency.labels("p")._sum.get() >= 0  # observed
     text = daemon.metrics.exposition()[0].decode()
     assert 'leadrelay_trigger_to_delivery_seconds_count{pipeline="p"} 10.0' in text
     assert 'leadrelay_runs_total{outcome="succeeded",pipeline="p"} 2.0' in text
+    store.close()
+
+
+def test_too_many_ids_or_a_scheduled_request_make_the_cycle_incremental(tmp_path: Path) -> None:
+    """Ids over daemon.trigger_max_ids, or a schedule tick waiting beside a webhook, give an incremental cycle."""
+    settings = _parse({}, {"trigger_max_ids": 3}).model_copy(
+        update={"store": config.StoreSettings(url=f"sqlite:///{tmp_path / 's.db'}")})
+    store = Store(settings.store.url)
+    store.create_all()
+    ensure_tables(store)
+    daemon = Daemon(settings, store, agent="unit")
+    assert daemon.leases.acquire("p")
+    targets: list[Any] = []
+
+    def fake_cycle(name: str, only: Any = None) -> CycleReport:
+        targets.append(only)
+        return CycleReport(pipeline=name, dry_run=False, started_at=T0, status="succeeded", finished_at=T0)
+
+    daemon._cycle = fake_cycle  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        daemon.on_trigger("h", ["1", "2", "3", "4"])  # over the limit
+        await daemon.runners["p"].task  # type: ignore[misc]
+        daemon.on_trigger("h", ["5"])
+        await daemon.request("p", "schedule")  # waiting together with the webhook
+        daemon.on_trigger("h", ["6", "7"])
+        await daemon.runners["p"].task  # type: ignore[misc]
+
+    asyncio.run(scenario())
+    daemon._pool.shutdown()
+    assert targets == [None, None, {"leads": ["6", "7"]}]
     store.close()
 
 
@@ -105,7 +141,7 @@ def test_a_pipeline_without_its_lease_is_not_run(tmp_path: Path) -> None:
     daemon = Daemon(settings, store, agent="me")
     daemon.leases.tokens["p"] = 99  # it believes it holds the lease under a stale token
     ran: list[str] = []
-    daemon._cycle = lambda name: ran.append(name)  # type: ignore[method-assign,assignment,return-value]
+    daemon._cycle = lambda name, only=None: ran.append(name)  # type: ignore[method-assign,assignment,return-value]
 
     async def scenario() -> None:
         await daemon.request("p", "schedule")
@@ -145,9 +181,21 @@ def test_stop_request_ends_the_cycle_after_the_batch_in_flight(rig_factory) -> N
 
 
 def test_status_shows_runs_next_run_lease_and_outbox(tmp_path: Path, rig_factory) -> None:  # type: ignore[no-untyped-def]
-    """`leadrelay status --json` lists the pipeline's runs with counts, its next run, lease and outbox."""
+    """`leadrelay status --json` lists the pipeline's runs with counts, its next run, lease, outbox and the
+    alerts active now (and only those)."""
+    import sqlalchemy as sa
+
+    from sync.alerts import AlertStateRow
+
     rig = rig_factory(120)
     asyncio.run(rig.cycle())
+    with rig.store.unit() as unit:
+        AlertStateRow.__table__.create(unit.conn, checkfirst=True)
+        unit.conn.execute(sa.insert(AlertStateRow.__table__), [
+            {"pipeline": "main", "condition": "dead_letters", "active": True, "since": T0,
+             "message": "7 dead letters", "updated_at": T0},
+            {"pipeline": "main", "condition": "slow_run", "active": False, "since": T0, "message": "over",
+             "updated_at": T0}])
     rows = pipeline_status(rig.settings, rig.store, now=rig.clock())
     assert rows[0]["pipeline"] == "main"
     assert rows[0]["runs"][0]["status"] == "succeeded"
@@ -155,6 +203,7 @@ def test_status_shows_runs_next_run_lease_and_outbox(tmp_path: Path, rig_factory
     assert rows[0]["runs"][0]["delivered"].get("acknowledged", 0) > 0
     assert rows[0]["outbox_open"] == 0
     assert rows[0]["lease"] is None
+    assert rows[0]["alerts"] == [{"condition": "dead_letters", "since": T0.isoformat(), "message": "7 dead letters"}]
     cfg = write_config(tmp_path / "c.toml", store_url=rig.settings.store.url,
                        model_dir=Path(rig.settings.scoring.model_dir),
                        connections={"hubspot": "http://127.0.0.1:9"},
@@ -164,6 +213,8 @@ def test_status_shows_runs_next_run_lease_and_outbox(tmp_path: Path, rig_factory
     assert "main: every 900s" in result.output
     assert "lease: none" in result.output
     assert "succeeded" in result.output
+    assert "ALERT dead_letters since 2026-06-01 09:00:00: 7 dead letters" in result.output
+    assert "slow_run" not in result.output
 
 
 def test_endpoint_liveness_readiness_and_webhook_secrets(tmp_path: Path) -> None:

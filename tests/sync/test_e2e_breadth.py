@@ -191,14 +191,16 @@ async def test_salesforce_routing_sets_owners_without_auto_assign_and_keys_each_
         assert task["Id"] == row["remote_id"]
         assert task["WhoId"] == lead["Id"]
         assert task["OwnerId"] in salesforce.reps
-        if lead.get("IsConverted"):  # Salesforce refuses updates of converted leads (see the helper notes)
-            continue
+        assert not lead.get("IsConverted")  # read-only leads are never routed (Salesforce refuses their writes)
         assert lead["OwnerId"] == task["OwnerId"]
         assert lead["OwnerId"] != salesforce.rule_owner
         owned += 1
-    assert owned >= 3
+    assert owned == len(tasks)
     scored = [lead for lead in salesforce.sf.records["Lead"].values() if lead.get("Leadrelay_Score__c") is not None]
     assert len(scored) > 200  # scores went back too, on the same PATCH as the owners
+    assert not [lead for lead in scored if lead.get("IsConverted")]
+    # Nothing rejected: no dead letter (converted leads used to be CANNOT_UPDATE_CONVERTED_LEAD every cycle).
+    assert {r["status"] for r in outbox_rows(salesforce.world.store)} <= {"acknowledged", "superseded"}
 
 
 async def test_salesforce_rerun_creates_no_duplicate_task(salesforce: SalesforceWorld) -> None:
@@ -308,6 +310,22 @@ async def test_marketo_unsubscribe_removes_the_lead_from_the_static_list(marketo
     assert {str(m) for m in marketo.mkto.members(marketo.list_id)} == members - {person}
     removes = [c for c in marketo.world.calls("marketo") if c.method == "DELETE" or b"_method=DELETE" in c.body]
     assert removes
+
+
+async def test_marketo_opt_out_older_than_the_backfill_never_enters_the_list(marketo: MarketoWorld) -> None:
+    """Leads unsubscribed or marked invalid before the backfill window (no change activity pulled) carry the
+    denial on their lead record: with e-mail unknown_means = granted they still never join the static list."""
+    emailable = sorted(k for k, lead in marketo.mkto.state.leads.items() if "@" in str(lead.get("email")))
+    out, invalid = emailable[0], emailable[1]
+    # Set on the record without logging a change: as an opt-out dated before the pulled window looks.
+    marketo.mkto.state.leads[out]["unsubscribed"] = True
+    marketo.mkto.state.leads[invalid]["emailInvalid"] = True
+    report = await marketo.world.cycle()
+    assert report.status == "succeeded", report.errors
+    members = marketo.world.active_members("nurture")
+    assert len(members) > 100
+    assert {str(out), str(invalid)}.isdisjoint(members)
+    assert {out, invalid}.isdisjoint(marketo.mkto.members(marketo.list_id))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -434,4 +452,33 @@ async def test_a_revocation_sends_a_google_remove_job_and_a_linkedin_remove_elem
     assert email_hash not in ads.linkedin.member_values(ads.segment)
     removed_elements = [e for e in ads.linkedin_elements() if e["action"] == "REMOVE"]
     assert [e["userIds"] for e in removed_elements] == [[{"idType": "SHA256_EMAIL", "idValue": email_hash}]]
+
+
+async def test_a_phone_change_swaps_the_google_phone_hash_and_leaves_linkedin_alone(ads: AdsWorld) -> None:
+    """A Google member whose phone changes is re-keyed on the next cycle (the remove with the old phone hash
+    goes out before the add with the new one, so the person stays in); LinkedIn, which is sent no phone,
+    sees no change; a second cycle at that state changes nothing."""
+    await ads.world.cycle()
+    person = min((p for p in ads.world.active_members("google") if p in ads.phones), key=int)
+    old_phone, new_phone = ads.phones[person], "+1 415-555-9999"
+    email_hash = expected_email_hash(ads.contact(person)["email"])
+    jobs_before = len(ads.google.jobs)
+    ads.world.time.elapsed += 3600
+    ads.hubspot.update("contacts", person, {"phone": new_phone})
+    report = await ads.world.cycle()
+    assert report.status == "succeeded", report.errors
+    assert report.decisions["audiences"]["google"]["identifiers_changed"] == 1
+    assert report.decisions["audiences"]["google"]["email_changed"] == 0
+    assert report.decisions["audiences"]["linkedin"]["identifiers_changed"] == 0
+    new_jobs = ads.jobs()[jobs_before:]
+    assert [j.kind for j in new_jobs] == ["remove", "create"]
+    assert {"hashedPhoneNumber": expected_phone_hash(old_phone)} in new_jobs[0].operations[0][1]
+    assert {"hashedPhoneNumber": expected_phone_hash(new_phone)} in new_jobs[1].operations[0][1]
+    phones = ads.google.member_values(ads.user_list, "hashedPhoneNumber")
+    assert expected_phone_hash(new_phone) in phones
+    assert expected_phone_hash(old_phone) not in phones
+    assert email_hash in ads.google.member_values(ads.user_list, "hashedEmail")
+    assert person in ads.world.active_members("google")
+    again = await ads.world.cycle()
+    assert again.decisions["audiences"]["google"]["identifiers_changed"] == 0
 
