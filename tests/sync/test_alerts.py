@@ -195,7 +195,7 @@ def test_observe_fields_profiles_values_and_types() -> None:
              Lead(key="2", updated_at=T0, title="CTO", attributes={"employees": "many"})]
     observe_fields(profile, sampled, "leads", leads)
     assert profile["leads"] == {"attributes.employees": "number|text", "email": "text", "key": "text",
-                                "title": "text", "updated_at": "datetime"}
+                                "read_only": "bool", "title": "text", "updated_at": "datetime"}
     assert sampled["leads"] == 2
 
 
