@@ -78,6 +78,16 @@ class Account:
     attributes: Mapping[str, Scalar] = field(default_factory=dict)
 
 
+# Score-update payload keys a destination sends only when its score field map names them (the account model's
+# score of the lead's account); unmapped, they are left out of the write rather than refused.
+OPTIONAL_SCORE_KEYS = frozenset({"account_score", "account_band"})
+
+
+def without_unmapped(payload: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """``payload`` without the :data:`OPTIONAL_SCORE_KEYS` that ``names`` does not map."""
+    return {k: v for k, v in payload.items() if k in names or k not in OPTIONAL_SCORE_KEYS}
+
+
 class ActivityType(enum.StrEnum):
     """The activity vocabulary scoring understands; sources map vendor event types onto it."""
 
@@ -405,6 +415,7 @@ class GiveUp(ConnectorError):
 
 __all__ = [
     "CONTRACT_VERSION",
+    "OPTIONAL_SCORE_KEYS",
     "Account",
     "Activity",
     "ActivityType",
@@ -431,4 +442,5 @@ __all__ = [
     "RetryLater",
     "Scalar",
     "WriteRecord",
+    "without_unmapped",
 ]

@@ -236,6 +236,8 @@ def _alert(settings: Any, store: Any, report: Any) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Model registry folder (default: scoring.model_dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print the model card as JSON.")
 @click.option("--challenger", is_flag=True, help="Register the new model as challenger; keep serving the champion.")
+@click.option("--entity", type=click.Choice(["lead", "account"]), default="lead", show_default=True,
+              help="account: the account model of [scoring.account], into its model_dir (store history only).")
 @click.option("--version", "version", help="Version name (default: the training time, YYYYmmdd-HHMMSS).")
 @click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
               help="Train on an exported file instead of the store (needs --label and --out).")
@@ -252,12 +254,15 @@ def _alert(settings: Any, store: Any, report: Any) -> None:
               help="--csv: stratified random hold-out, or the last rows when the file is in time order.")
 @click.pass_context
 @_fail_cleanly
-def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bool, challenger: bool,
+def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bool, challenger: bool, entity: str,
           version: str | None, csv_path: str | None, label: str | None, positive: str | None,
           drop: tuple[str, ...], sep: str | None, points: str | None, allow_leaky: tuple[str, ...],
           leak_auc: float, split: str) -> None:
     """Train a lead model (from the store's history, or from an exported file with --csv), gate it against
-    the points baseline, and export it as ONNX with a model card and an evaluation report."""
+    the points baseline, and export it as ONNX with a model card and an evaluation report. With --entity
+    account: the account model ([scoring.account]), whose scores ride on the leads' score updates."""
+    if csv_path is not None and entity == "account":
+        raise click.UsageError("--entity account trains from the store's history; it does not take --csv")
     if csv_path is not None:
         from sync._cli_models import train_csv_command
 
@@ -267,14 +272,18 @@ def train(ctx: click.Context, pipeline: str | None, out: str | None, as_json: bo
         return
     from sync.report import render_training
     from sync.store import Store
-    from sync.training import describe, train_from_store
+    from sync.training import describe, train_accounts_from_store, train_from_store
 
     settings = _settings(ctx)
+    if entity == "account" and settings.scoring.account is None:
+        raise click.UsageError("--entity account: add a [scoring.account] table first (the cycle serves the "
+                               "account model from its model_dir)")
     name = _pipeline_name(settings, pipeline)
     store = Store(settings.store.url)
     store.create_all()
-    result = train_from_store(settings, name, store, now=datetime.now(UTC), out_dir=out, version=version,
-                              challenger=challenger, progress=_train_progress())
+    trainer = train_accounts_from_store if entity == "account" else train_from_store
+    result = trainer(settings, name, store, now=datetime.now(UTC), out_dir=out, version=version,
+                     challenger=challenger, progress=_train_progress())
     store.close()
     click.echo(json.dumps(describe(result), indent=2, default=str) if as_json else render_training(result))
 

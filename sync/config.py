@@ -79,6 +79,16 @@ class DriftSettings(_Strict):
         return self
 
 
+class AccountScoringSettings(_Strict):
+    """``[scoring.account]``: an account model served beside the lead model (``leadrelay train --entity
+    account``); its scores ride on each lead's score update as ``account_score``/``account_band``."""
+
+    model_dir: str = ".leadrelay/models/account"
+    horizon_days: int = Field(30, ge=1, le=365)
+    # entity = "account" (the default here); validated by scoring.PredictiveQuestion like [scoring.question].
+    question: dict[str, Any] = Field(default_factory=dict)
+
+
 class ScoringSettings(_Strict):
     model_dir: str = ".leadrelay/models/lead"
     horizon_days: int = Field(30, ge=1, le=365)
@@ -93,6 +103,7 @@ class ScoringSettings(_Strict):
     question: dict[str, Any] = Field(default_factory=dict)
     drift: DriftSettings = DriftSettings()
     shadow: bool = True  # score a registered challenger beside the champion each cycle (stored, never pushed)
+    account: AccountScoringSettings | None = None  # [scoring.account]: the account model, when configured
 
     def feature_mapping(self) -> dict[str, Any]:
         """The ``scoring.FeatureSpec`` mapping these settings describe (empty: the defaults)."""
@@ -363,9 +374,22 @@ def parse(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, sourc
         except FeatureSpecError as exc:
             raise ConfigError([f"{exc.path}: {exc.problem}"], source=source) from None
         if question.entity != "lead":
-            # The pipeline scores, stores and pushes leads; an account model needs account subjects end to end.
-            raise ConfigError([f"scoring.question.entity: {question.entity!r} is not served yet: the pipeline "
-                               "scores leads (use entity = \"lead\")"], source=source)
+            # [scoring.question] is the lead model's; the account model has its own table.
+            raise ConfigError([f"scoring.question.entity: {question.entity!r} belongs in "
+                               "[scoring.account.question] (the account model); [scoring.question] is the lead "
+                               "model's (use entity = \"lead\")"], source=source)
+    account = settings.scoring.account
+    if account is not None and account.question:
+        from scoring.question import PredictiveQuestion
+
+        try:
+            asked = PredictiveQuestion.from_mapping({"entity": "account", **account.question},
+                                                    path="scoring.account.question")
+        except FeatureSpecError as exc:
+            raise ConfigError([f"{exc.path}: {exc.problem}"], source=source) from None
+        if asked.entity != "account":
+            raise ConfigError([f"scoring.account.question.entity: must be \"account\" here, got "
+                               f"{asked.entity!r}"], source=source)
     problems = _decision_problems(settings)
     if problems:
         raise ConfigError(problems, source=source)
@@ -416,6 +440,7 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
 
 
 __all__ = [
+    "AccountScoringSettings",
     "AlertSettings",
     "ConfigError",
     "ConnectionSettings",

@@ -123,6 +123,35 @@ def save_shadow_scores(unit: Unit, source: str, version: str, rows: Sequence[Map
     ], ["source", "lead_key", "model_version"], update=["probability", "score", "band", "scored_at"])
 
 
+class AccountScoreRow(SQLModel, table=True):
+    """The account model's latest score of an account (``[scoring.account]``). It rides on its leads' score
+    updates (``account_score``/``account_band``); nothing is written to the account object itself."""
+
+    __tablename__ = "account_score"
+    source: str = Field(primary_key=True)
+    account_key: str = Field(primary_key=True)
+    probability: float
+    score: int
+    band: str
+    model_version: str
+    scored_at: datetime = Field(sa_type=sa.DateTime())
+
+
+def save_account_scores(unit: Unit, source: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows of ``account_key, probability, score, band, model_version, scored_at``; the latest replaces."""
+    unit._exec_many(AccountScoreRow.__table__, [
+        {"source": source, "account_key": r["account_key"], "probability": float(r["probability"]),
+         "score": int(r["score"]), "band": str(r["band"]), "model_version": r["model_version"],
+         "scored_at": _naive(r["scored_at"])} for r in rows
+    ], ["source", "account_key"])
+
+
+def account_scores(unit: Unit, source: str) -> dict[str, dict[str, Any]]:
+    t = AccountScoreRow.__table__
+    rows = unit.conn.execute(sa.select(t).where(t.c.source == source))
+    return {r.account_key: {**dict(r._mapping), "scored_at": _aware(r.scored_at)} for r in rows}
+
+
 def shadow_scores(unit: Unit, source: str, version: str) -> list[dict[str, Any]]:
     t = ShadowScoreRow.__table__
     rows = unit.conn.execute(sa.select(t).where(t.c.source == source, t.c.model_version == version))
@@ -398,12 +427,14 @@ def _aware(value: datetime) -> datetime:
 
 
 __all__ = [
+    "AccountScoreRow",
     "AssignmentRow",
     "ConsentEventRow",
     "HoldoutRow",
     "MembershipRow",
     "RoutingCounterRow",
     "ShadowScoreRow",
+    "account_scores",
     "assignment_of",
     "consent_history",
     "holdout_cohort",
@@ -415,6 +446,7 @@ __all__ = [
     "owners_by_lead",
     "record_holdouts",
     "record_stays",
+    "save_account_scores",
     "save_consent",
     "save_routing",
     "save_shadow_scores",

@@ -95,6 +95,7 @@ class CycleReport:
     # PSI of the run's scores and top features against the model's training reference (sync.serving).
     drift: dict[str, Any] = field(default_factory=dict)
     challenger: dict[str, Any] = field(default_factory=dict)  # the challenger scored in shadow vs the champion
+    account: dict[str, Any] = field(default_factory=dict)  # the account model: its version, accounts scored
     plan: dict[str, Any] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     operations: list[dict[str, Any]] = field(default_factory=list)  # the whole plan (dry runs only)
@@ -119,7 +120,7 @@ class CycleReport:
             "read": dict(self.read), "changed": dict(self.changed), "quarantined": self.quarantined,
             "quarantine_samples": self.quarantine_samples, "scored": self.scored, "read_only": self.read_only,
             "model_version": self.model_version, "scoring_note": self.scoring_note, "drift": self.drift,
-            "challenger": self.challenger, "plan": self.plan,
+            "challenger": self.challenger, "account": self.account, "plan": self.plan,
             "samples": self.samples, "operations": self.operations, "decisions": self.decisions,
             "warnings": self.warnings, "delivery": self.delivery, "errors": self.errors,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "fields": self.fields,
@@ -206,6 +207,8 @@ class Cycle:
         self.model = model
         self.scoring_on = scoring_on
         self.challenger: ScoringModel | None = None  # loaded by score(): the registry's, scored in shadow
+        self.account_model: ScoringModel | None = None  # loaded by score(): [scoring.account]'s, if trained
+        self._account_scores: dict[str, tuple[int, str]] = {}  # account -> (score, band), this cycle
         self.affected: set[str] = set()
         self.scored_keys: set[str] = set()
         self._owners: dict[str, str] = {}
@@ -404,6 +407,10 @@ class Cycle:
         watch = serving.DriftWatch(reference, self.settings) if reference is not None else None
         self.challenger = serving.load_challenger(self.settings, self.model)
         shadow = serving.ShadowComparison.start(self.challenger.version) if self.challenger is not None else None
+        self.account_model = serving.load_account_model(self.settings)
+        if self.account_model is not None:
+            self.report.account = {"model_version": self.account_model.version, "scored": 0}
+            self.report.seconds["account"] = 0.0
         if self.pipe.routing is not None:
             from sync.decision_store import owners_by_lead
 
@@ -425,6 +432,7 @@ class Cycle:
                 watch.add(frame, batch.probability)
             if shadow is not None:
                 self._shadow(shadow, subjects, frame, batch)
+            by_account = self._score_accounts(accounts, since) if self.account_model is not None else {}
             rows = []
             desired: list[DesiredWrite] = []
             # The source refuses writes to these (a converted Salesforce Lead): no score write, no follow-up.
@@ -446,6 +454,9 @@ class Cycle:
                                "model_version": s.model_version, "scored_at": self.now.isoformat()}
                     if subject.key in self._owners:
                         payload["owner_id"] = self._owners[subject.key]
+                    account_key = subject.attributes.get("account_key")
+                    if account_key in by_account:  # the account model's score of the lead's account
+                        payload["account_score"], payload["account_band"] = by_account[account_key]
                     desired.append(DesiredWrite(
                         destination=self.pipe.destination, operation=SCORE_OPERATION, target=subject.key,
                         payload=payload, reason=f"scored {s.score} (band {s.band}){top}",
@@ -489,6 +500,37 @@ class Cycle:
             for key, p, sc, b, cp in zip(other.keys, other.probability.tolist(), other.score.tolist(),
                                          other.band.tolist(), batch.probability.tolist(), strict=True)])
         shadow.seconds += time.perf_counter() - mark
+
+    def _score_accounts(self, accounts: Mapping[str, Mapping[str, Any]], since: datetime) -> dict[str, tuple[int, str]]:
+        """Score the batch's accounts not yet scored this cycle with the account model (one ONNX call), from
+        all their leads' activities in the retention window; store the scores; (score, band) by account.
+        Account scores ride on the leads' score updates: nothing is written to the account objects."""
+        from scoring import compute_features
+        from sync.decision_store import save_account_scores
+        from sync.subjects import build_account_subjects
+
+        assert self.account_model is not None
+        mark = time.perf_counter()
+        src = self.pipe.source
+        todo = {k: v for k, v in accounts.items() if k not in self._account_scores}
+        if todo:
+            members = self.unit.load_leads(src, sorted(self.unit.leads_of_accounts(src, todo)))
+            by_account: dict[str, list[dict[str, Any]]] = {}
+            for lead in members:
+                by_account.setdefault(lead["account_key"], []).append(lead)
+            activities = self.unit.load_activities(src, [lead["key"] for lead in members], since)
+            subjects = build_account_subjects(todo, by_account, activities, as_of=self.now)
+            scored = self.account_model.score(compute_features(self.account_model.spec, subjects, self.now),
+                                              reasons=False)
+            rows = [{"account_key": key, "probability": p, "score": s, "band": b,
+                     "model_version": scored.model_version, "scored_at": self.now}
+                    for key, p, s, b in zip(scored.keys, scored.probability.tolist(), scored.score.tolist(),
+                                            scored.band.tolist(), strict=True)]
+            save_account_scores(self.unit, src, rows)
+            self._account_scores.update({r["account_key"]: (int(r["score"]), str(r["band"])) for r in rows})
+            self.report.account["scored"] += len(rows)
+        self.report.seconds["account"] += time.perf_counter() - mark
+        return {k: self._account_scores[k] for k in accounts if k in self._account_scores}
 
     def _follow_ups(self, leads: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[DesiredWrite]:
         """A follow-up task for each lead at or over the threshold (planned once per lead, ever)."""
@@ -738,7 +780,7 @@ def _log_cycle(report: CycleReport) -> None:
 def _counts(report: CycleReport) -> dict[str, Any]:
     return {"read": dict(report.read), "changed": dict(report.changed), "quarantined": report.quarantined,
             "scored": report.scored, "read_only": report.read_only, "drift": report.drift,
-            "challenger": report.challenger, "plan": report.plan,
+            "challenger": report.challenger, "account": report.account, "plan": report.plan,
             "delivery": [d["outcomes"] for d in report.delivery]}
 
 

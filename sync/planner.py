@@ -122,6 +122,8 @@ def score_moved(min_change: int) -> Material:
             return True
         if "owner_id" in new and previous.get("owner_id") != new.get("owner_id"):
             return True
+        if "account_band" in new and previous.get("account_band") != new.get("account_band"):
+            return True  # the account model's band of the lead's account moved
         try:
             return abs(int(new["score"]) - int(previous["score"])) >= min_change
         except (KeyError, TypeError, ValueError):

@@ -42,6 +42,9 @@ def render_cycle(report: CycleReport) -> str:
                          f"{c['bands_differ']:.1%} (stored, never pushed)")
         else:
             lines.append(f"  challenger:  {c['version']} in shadow: nothing scored")
+    if report.account:
+        lines.append(f"  accounts:    {report.account['scored']} scored with account model "
+                     f"{report.account['model_version']} (on their leads' score updates as account_score)")
     plan = report.plan
     if plan:
         verb = "would enqueue" if report.dry_run else "enqueued"

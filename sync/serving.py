@@ -88,6 +88,29 @@ def load_challenger(settings: Settings, champion: ScoringModel | None) -> Scorin
     return _LOADED[key]
 
 
+_ACCOUNT: dict[tuple[str, float], ScoringModel] = {}
+
+
+def load_account_model(settings: Settings) -> ScoringModel | None:
+    """The account model's champion (``[scoring.account]``), cached per card mtime; ``None`` when the table is
+    not configured or no account model has been trained (`leadrelay train --entity account`)."""
+    account = settings.scoring.account
+    if account is None:
+        return None
+    from scoring import ScoringModel
+    from scoring.card import CARD_FILE
+
+    folder = Path(account.model_dir)
+    card = folder / CARD_FILE
+    if not (folder / "model.onnx").exists() or not card.exists():
+        return None
+    key = (str(folder.resolve()), card.stat().st_mtime)
+    if key not in _ACCOUNT:
+        _ACCOUNT.clear()
+        _ACCOUNT[key] = ScoringModel.load(folder)
+    return _ACCOUNT[key]
+
+
 def read_reference(settings: Settings, version: str) -> Reference | None:
     """The training reference of ``version``: its registry folder's, else the model folder's own."""
     from scoring.monitor import Reference
@@ -279,4 +302,5 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 __all__ = ["DriftWatch", "ShadowComparison", "check_model", "compare_on_outcomes", "configured_spec",
-           "drift_warning", "frame_columns", "load_challenger", "read_reference", "spec_differences"]
+           "drift_warning", "frame_columns", "load_account_model", "load_challenger", "read_reference",
+           "spec_differences"]

@@ -66,4 +66,50 @@ def build_subjects(
     return out
 
 
-__all__ = ["FIRMOGRAPHICS", "build_subjects"]
+def _known_since(lead: Mapping[str, Any], activities: ActivityRows) -> datetime | None:
+    """When the CRM knew the lead: its creation, else its first activity (``None``: neither is known)."""
+    if lead.get("created_at") is not None:
+        return lead["created_at"]
+    return min((at for _kind, at, _attrs in activities.get(lead["key"], ())), default=None)
+
+
+def build_account_subjects(
+    accounts: Mapping[str, Mapping[str, Any]],
+    leads_by_account: Mapping[str, Sequence[Mapping[str, Any]]],
+    activities: ActivityRows,
+    *,
+    as_of: datetime | None = None,
+) -> list[Subject]:
+    """One subject per account, for the account model (training and serving both build them here).
+
+    Attributes: the account's firmographics (``employees``, ``annual_revenue``, ``industry``, ``country``)
+    and ``leads``, the number of its leads the CRM knew before ``as_of`` (all of them when ``None``) — a
+    count as of the freeze time, so a training row never sees leads created after its cutoff. Events: every
+    activity of its leads, each with the lead's key in its attributes (``lead_key``). The account is known
+    from its first lead. The label (set by the question's target, ``conversion`` by default) is a conversion
+    of any of its leads within the horizon: leadrelay pulls no opportunities, so a lead's conversion is the
+    opportunity proxy until an opportunities stream exists.
+    """
+    from scoring import Event, Subject
+
+    out: list[Subject] = []
+    for key in sorted(accounts):
+        account = accounts[key]
+        leads = leads_by_account.get(key, ())
+        since = [_known_since(lead, activities) for lead in leads]
+        known = sum(1 for at in since if at is None or as_of is None or at < as_of)
+        events = sorted(
+            (Event(kind, at, {**attrs, "lead_key": lead["key"]})
+             for lead in leads for kind, at, attrs in activities.get(lead["key"], ())),
+            key=lambda e: (e.at, e.attributes["lead_key"], e.type))
+        attributes: dict[str, Any] = {
+            **{name: _firmographic(name, account, {}) for name in FIRMOGRAPHICS},
+            "country": account.get("country") or None,
+            "leads": known,
+        }
+        out.append(Subject(key=key, created_at=min((at for at in since if at is not None), default=None),
+                           attributes=attributes, events=events))
+    return out
+
+
+__all__ = ["FIRMOGRAPHICS", "build_account_subjects", "build_subjects"]

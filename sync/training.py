@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from connectors.base import LeadrelayError
 from sync.config import Settings
 from sync.store import Store
-from sync.subjects import build_subjects
+from sync.subjects import build_account_subjects, build_subjects
 
 if TYPE_CHECKING:
     from scoring.train import ModelCard
@@ -50,19 +50,11 @@ def _serving(directory: Path) -> Any:
         return None
 
 
-def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: datetime,
-                     out_dir: str | Path | None = None, version: str | None = None,
-                     challenger: bool = False, progress: Callable[[str], None] | None = None) -> TrainResult:
-    """Train from the pipeline's stored history; ``progress`` (the CLI's stderr lines) is told each step."""
-    tell = progress or (lambda step: None)
-    from scoring import FeatureSpec, PredictiveQuestion, build_examples, default_cutoffs
-    from scoring.registry import Registry
-    from scoring.train import train
-
-    pipe = settings.pipelines[pipeline]
-    source = pipe.source
-    tell(f"reading the history of {source!r} from the store")
-    with store.unit(dry_run=True) as unit:  # read-only: nothing to keep
+def _read_history(store: Store, source: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], Any,
+                                                    tuple[datetime, datetime]]:
+    """The source's leads, their accounts, every activity and the activities' time span, read in one
+    rolled-back unit (training keeps nothing in the store)."""
+    with store.unit(dry_run=True) as unit:
         keys = unit.lead_keys(source)
         span = unit.activity_span(source)
         if not keys or span is None:
@@ -70,6 +62,20 @@ def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: da
         leads = unit.load_leads(source, keys)
         accounts = unit.load_accounts(source, [x["account_key"] for x in leads if x["account_key"]])
         activities = unit.load_all_activities(source)
+    return leads, accounts, activities, span
+
+
+def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: datetime,
+                     out_dir: str | Path | None = None, version: str | None = None,
+                     challenger: bool = False, progress: Callable[[str], None] | None = None) -> TrainResult:
+    """Train from the pipeline's stored history; ``progress`` (the CLI's stderr lines) is told each step."""
+    tell = progress or (lambda step: None)
+    from scoring import FeatureSpec, PredictiveQuestion, build_examples, default_cutoffs
+
+    pipe = settings.pipelines[pipeline]
+    source = pipe.source
+    tell(f"reading the history of {source!r} from the store")
+    leads, accounts, activities, span = _read_history(store, source)
     subjects = build_subjects(leads, accounts, activities)
     tell(f"{len(leads)} leads, {len(accounts)} accounts, {len(activities)} activities read; building examples")
     mapping = settings.scoring.feature_mapping()
@@ -83,14 +89,99 @@ def train_from_store(settings: Settings, pipeline: str, store: Store, *, now: da
     examples = build_examples(spec, subjects, cutoffs, horizon_days=horizon, question=question)
     tell(f"{len(examples.y)} examples at {len(cutoffs)} cutoff(s); training and checking against the baseline")
     target = Path(out_dir or settings.scoring.model_dir)
+    return _train_and_register(settings, examples, target, now=now, version=version, challenger=challenger,
+                               subjects=len(subjects), what="model", tell=tell)
+
+
+def account_feature_spec() -> Any:
+    """The account model's inputs: its leads' intent (the default windows, recency and velocity over all
+    their activities) and the account's firmographics plus ``leads``; no title or free-mail, which are a
+    person's."""
+    from scoring import FeatureSpec
+
+    return FeatureSpec(numeric_attributes=(("employees", "log1p"), ("annual_revenue", "log1p"), ("leads", "log1p")),
+                       categorical_attributes=("industry", "country"), title_attribute=None,
+                       free_mail_attribute=None)
+
+
+def account_question(settings: Settings) -> Any:
+    """``[scoring.account]``'s question (entity "account"; its horizon, else the table's ``horizon_days``)."""
+    from scoring import PredictiveQuestion
+
+    account = settings.scoring.account
+    if account is None:
+        return PredictiveQuestion(entity="account")
+    return PredictiveQuestion.from_mapping({"entity": "account", "horizon_days": account.horizon_days,
+                                            **account.question}, path="scoring.account.question")
+
+
+def account_examples(spec: Any, accounts: dict[str, dict[str, Any]], by_account: dict[str, list[dict[str, Any]]],
+                     activities: Any, cutoffs: list[datetime], question: Any) -> Any:
+    """Examples at each cutoff from account subjects built as of that cutoff (their ``leads`` count moves
+    with it), through the same :func:`scoring.build_examples` the lead model uses."""
+    import numpy as np
+
+    from scoring import build_examples
+    from scoring.features import FeatureFrame
+    from scoring.labels import Examples
+
+    parts = [build_examples(spec, build_account_subjects(accounts, by_account, activities, as_of=cutoff), [cutoff],
+                            horizon_days=question.horizon_days, question=question) for cutoff in sorted(cutoffs)]
+    parts = [p for p in parts if len(p)] or parts[:1]
+    if not parts:
+        return build_examples(spec, [], [], horizon_days=question.horizon_days, question=question)
+    frame = FeatureFrame.concat([p.frame for p in parts])
+    return Examples(frame=frame, y=np.concatenate([p.y for p in parts]),
+                    cutoff=np.concatenate([p.cutoff for p in parts]), keys=frame.keys, spec=spec,
+                    horizon_days=question.horizon_days, target_event=question.target.event)
+
+
+def train_accounts_from_store(settings: Settings, pipeline: str, store: Store, *, now: datetime,
+                              out_dir: str | Path | None = None, version: str | None = None,
+                              challenger: bool = False, progress: Callable[[str], None] | None = None
+                              ) -> TrainResult:
+    """Train the account model (``[scoring.account]``) from the pipeline's stored history: the accounts its
+    leads belong to, through the same ``scoring.train`` (gates, report, card, registry) as the lead model."""
+    tell = progress or (lambda step: None)
+    from scoring import default_cutoffs
+
+    source = settings.pipelines[pipeline].source
+    tell(f"reading the accounts of {source!r} from the store")
+    leads, accounts, activities, span = _read_history(store, source)
+    if not accounts:
+        raise NothingToTrain(f"no lead from {source!r} belongs to a stored account: nothing to train an account "
+                             "model on")
+    by_account: dict[str, list[dict[str, Any]]] = {}
+    for lead in leads:
+        if lead["account_key"] in accounts:
+            by_account.setdefault(lead["account_key"], []).append(lead)
+    question = account_question(settings)
+    spec = account_feature_spec()
+    cutoffs = default_cutoffs(span[0], min(span[1], now), horizon_days=question.horizon_days,
+                              step_days=settings.scoring.cutoff_step_days)
+    tell(f"{len(accounts)} accounts with {sum(map(len, by_account.values()))} leads; building examples")
+    examples = account_examples(spec, accounts, by_account, activities, cutoffs, question)
+    tell(f"{len(examples.y)} examples at {len(cutoffs)} cutoff(s); training and checking against the baseline")
+    account = settings.scoring.account
+    target = Path(out_dir or (account.model_dir if account is not None else ".leadrelay/models/account"))
+    return _train_and_register(settings, examples, target, now=now, version=version, challenger=challenger,
+                               subjects=len(accounts), what="account model", tell=tell)
+
+def _train_and_register(settings: Settings, examples: Any, target: Path, *, now: datetime, version: str | None,
+                        challenger: bool, subjects: int, what: str, tell: Any) -> TrainResult:
+    """Train into the registry at ``target`` (gates, report, card) and register the version: promoted unless
+    it is a challenger."""
+    from scoring.registry import Registry
+    from scoring.train import train
+
     registry = Registry(target)
     name = version or now.strftime("%Y%m%d-%H%M%S")
     folder = registry.version_dir(name)
     card = train(examples, folder, version=name, trained_at=now, serving=_serving(target),
                  min_examples=settings.scoring.min_examples, min_positives=settings.scoring.min_positives)
     registry.register(name, at=now, promote=not challenger)
-    tell(f"model {name} registered in {target}")
-    return TrainResult(card=card, out_dir=target, subjects=len(subjects), examples=len(examples.y),
+    tell(f"{what} {name} registered in {target}")
+    return TrainResult(card=card, out_dir=target, subjects=subjects, examples=len(examples.y),
                        version_dir=folder, promoted=registry.champion == name)
 
 
@@ -99,4 +190,5 @@ def describe(result: TrainResult) -> dict[str, Any]:
             "card": result.card.to_dict()}
 
 
-__all__ = ["NothingToTrain", "TrainResult", "describe", "train_from_store"]
+__all__ = ["NothingToTrain", "TrainResult", "account_feature_spec", "account_question", "describe",
+           "train_accounts_from_store", "train_from_store"]

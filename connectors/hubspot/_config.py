@@ -13,7 +13,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from connectors.base import Account, ActivityType, Budget, ConnectorConfig, ConsentStatus, Lead, RateLimit
+from connectors.base import (
+    OPTIONAL_SCORE_KEYS,
+    Account,
+    ActivityType,
+    Budget,
+    ConnectorConfig,
+    ConsentStatus,
+    Lead,
+    RateLimit,
+)
 
 DEFAULT_CONTACT_FIELDS: dict[str, str] = {
     "email": "email",
@@ -169,7 +178,10 @@ class HubSpotConfig(ConnectorConfig):
     @field_validator("score_properties", mode="before")
     @classmethod
     def _score_properties(cls, value: Any) -> dict[str, str]:
-        return _merged(DEFAULT_SCORE_PROPERTIES, value, frozenset(DEFAULT_SCORE_PROPERTIES), "score")
+        # account_score/account_band (the account model's) are sent only when mapped here, e.g.
+        # score_properties = { account_score = "leadrelay_account_score" }.
+        return _merged(DEFAULT_SCORE_PROPERTIES, value, frozenset(DEFAULT_SCORE_PROPERTIES) | OPTIONAL_SCORE_KEYS,
+                       "score")
 
     @field_validator("consent", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import GiveUp, Outcome, RecordOutcome, WriteRecord
+from connectors.base import GiveUp, Outcome, RecordOutcome, WriteRecord, without_unmapped
 from connectors.http import Classify, HttpLayer, Observe
 
 from ._config import SEARCH_BUDGET, HubSpotConfig
@@ -178,7 +178,7 @@ class Writer:
         return await self._batch(
             records, "/crm/v3/objects/contacts/batch/update", idempotent=True,
             token=lambda r: r.target,
-            build=lambda r: {"id": r.target, "properties": _properties(r.payload, names)},
+            build=lambda r: {"id": r.target, "properties": _properties(without_unmapped(r.payload, names), names)},
             result_tokens=lambda row: [str(row.get("id"))],
         )
 

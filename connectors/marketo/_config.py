@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import ActivityType, ConnectorConfig, Lead, RateLimit
+from connectors.base import OPTIONAL_SCORE_KEYS, ActivityType, ConnectorConfig, Lead, RateLimit
 
 DEFAULT_LEAD_FIELDS: dict[str, str] = {
     "email": "email",
@@ -127,7 +127,8 @@ class MarketoConfig(ConnectorConfig):
     @field_validator("score_fields", mode="before")
     @classmethod
     def _score_fields(cls, value: Any) -> dict[str, str]:
-        return _merged(DEFAULT_SCORE_FIELDS, value, frozenset(DEFAULT_SCORE_FIELDS), "score")
+        # account_score/account_band (the account model's) are sent only when mapped here.
+        return _merged(DEFAULT_SCORE_FIELDS, value, frozenset(DEFAULT_SCORE_FIELDS) | OPTIONAL_SCORE_KEYS, "score")
 
     @field_validator("email_blocking_fields")
     @classmethod

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import GiveUp, Outcome, RecordOutcome, WriteRecord
+from connectors.base import GiveUp, Outcome, RecordOutcome, WriteRecord, without_unmapped
 
 from ._api import MarketoApi
 from ._config import MarketoConfig
@@ -68,10 +68,11 @@ class Writer:
         for index, record in enumerate(records):
             try:
                 lead_id = _lead_id(record)
-                unknown = sorted(set(record.payload) - set(names))
+                payload = without_unmapped(record.payload, names)
+                unknown = sorted(set(payload) - set(names))
                 if unknown:
                     raise BadPayload(f"unknown payload key(s) {unknown}; expected some of {sorted(names)}")
-                values = {names[k]: to_value(k, v) for k, v in record.payload.items()}
+                values = {names[k]: to_value(k, v) for k, v in payload.items()}
             except BadPayload as exc:
                 outcomes[index] = RecordOutcome(record.idempotency_key, Outcome.REJECTED, str(exc))
                 continue

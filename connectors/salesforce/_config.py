@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import Account, ActivityType, ConnectorConfig, Lead, RateLimit
+from connectors.base import OPTIONAL_SCORE_KEYS, Account, ActivityType, ConnectorConfig, Lead, RateLimit
 
 DEFAULT_LEAD_FIELDS: dict[str, str] = {
     "email": "Email",
@@ -158,7 +158,8 @@ class SalesforceConfig(ConnectorConfig):
     @field_validator("score_fields", mode="before")
     @classmethod
     def _score_fields(cls, value: Any) -> dict[str, str]:
-        merged = _merged(DEFAULT_SCORE_FIELDS, value, frozenset(DEFAULT_SCORE_FIELDS), "score")
+        # account_score/account_band (the account model's) are sent only when mapped here.
+        merged = _merged(DEFAULT_SCORE_FIELDS, value, frozenset(DEFAULT_SCORE_FIELDS) | OPTIONAL_SCORE_KEYS, "score")
         return {key: name for key, name in merged.items() if name}
 
     @field_validator("extra_lead_fields", "extra_contact_fields")

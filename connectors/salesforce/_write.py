@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from connectors.base import GiveUp, Outcome, RecordOutcome, WriteRecord
+from connectors.base import GiveUp, Outcome, RecordOutcome, WriteRecord, without_unmapped
 
 from ._config import SalesforceConfig
 from ._errors import NAME, TRANSIENT_RECORD_CODES, code_of, describe, read_json
@@ -117,7 +117,7 @@ class Writer:
         names = self._config.score_fields
 
         def build(record: WriteRecord) -> dict[str, Any]:
-            payload = dict(record.payload)
+            payload = without_unmapped(record.payload, names)
             owner = payload.pop("owner_id", None)  # routing's owner rides on the score update
             unknown = sorted(set(payload) - set(names))
             if unknown:

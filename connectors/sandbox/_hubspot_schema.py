@@ -186,6 +186,9 @@ def default_schema() -> dict[str, dict[str, dict[str, Any]]]:
         _prop("leadrelay_reasons", "leadrelay reasons", field_type="textarea", custom=True),
         _prop("leadrelay_model_version", "leadrelay model version", custom=True),
         _prop("leadrelay_scored_at", "leadrelay scored at", "datetime", "date", custom=True),
+        # the account model's score of the contact's company, when score_properties maps it
+        _prop("leadrelay_account_score", "leadrelay account score", "number", "number", custom=True),
+        _prop("leadrelay_account_band", "leadrelay account band", custom=True),
     ]
     contacts += [
         _prop(f"hs_lifecyclestage_{stage}_date", f"Became a {stage} date", "datetime", "date", read_only=True)
