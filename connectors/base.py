@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -76,6 +76,14 @@ class Account:
     country: str | None = None
     annual_revenue: float | None = None
     attributes: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+# Canonical fields a connector fills itself (identity, change time, pass-through attributes, write-ability):
+# never mapped from a vendor field in config.
+_NOT_MAPPED = frozenset({"key", "updated_at", "attributes", "read_only"})
+#: Lead / Account fields a connector's field map may name.
+MAPPABLE_LEAD_FIELDS = frozenset(f.name for f in fields(Lead)) - _NOT_MAPPED
+MAPPABLE_ACCOUNT_FIELDS = frozenset(f.name for f in fields(Account)) - _NOT_MAPPED
 
 
 # Score-update payload keys a destination sends only when its score field map names them (the account model's
@@ -267,6 +275,27 @@ class ConnectorConfig(BaseModel):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/")
 
+    @staticmethod
+    def field_map(defaults: Mapping[str, str], given: Any, allowed: frozenset[str] | None, *, what: str,
+                  target: str, check: Callable[[str, Any], None] | None = None) -> dict[str, str]:
+        """For a field-map validator (canonical field -> vendor field): ``given`` merged over ``defaults``.
+
+        ``allowed`` lists the canonical names that may be mapped (``None``: any); ``check(name, value)``
+        raises ``ValueError`` for a vendor name it refuses (default: a non-empty string)."""
+        if given is None:
+            return dict(defaults)
+        if not isinstance(given, dict):
+            raise ValueError(f"must be a table of {what} field -> {target}")
+        unknown = sorted(set(given) - allowed) if allowed is not None else []
+        if unknown:
+            raise ValueError(f"unknown {what} field(s) {unknown}; known: {sorted(allowed or ())}")
+        for name, value in given.items():
+            if check is not None:
+                check(name, value)
+            elif not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name!r} must map to a non-empty {target} name")
+        return {**defaults, **given}
+
 
 class Connector(ABC):
     """Base of every connector. Sub-classes set the class variables and implement the I/O methods."""
@@ -415,6 +444,8 @@ class GiveUp(ConnectorError):
 
 __all__ = [
     "CONTRACT_VERSION",
+    "MAPPABLE_ACCOUNT_FIELDS",
+    "MAPPABLE_LEAD_FIELDS",
     "OPTIONAL_SCORE_KEYS",
     "Account",
     "Activity",

@@ -7,20 +7,19 @@ the default set, because every configured event type costs requests on every pul
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors.base import (
+    MAPPABLE_ACCOUNT_FIELDS,
+    MAPPABLE_LEAD_FIELDS,
     OPTIONAL_SCORE_KEYS,
-    Account,
     ActivityType,
     Budget,
     ConnectorConfig,
     ConsentStatus,
-    Lead,
     RateLimit,
 )
 
@@ -98,23 +97,7 @@ DEFAULT_CONSENT: dict[str, ConsentProperty] = {
 }
 
 # ``key`` and ``updated_at`` come from the object id and the modified-date property, never from a mapping.
-_NOT_MAPPED = frozenset({"key", "updated_at", "attributes", "read_only"})
-_LEAD_FIELDS = frozenset(f.name for f in fields(Lead)) - _NOT_MAPPED
-_ACCOUNT_FIELDS = frozenset(f.name for f in fields(Account)) - _NOT_MAPPED
-
-
-def _merged(defaults: dict[str, str], given: Any, allowed: frozenset[str], what: str) -> dict[str, str]:
-    if given is None:
-        return dict(defaults)
-    if not isinstance(given, dict):
-        raise ValueError(f"must be a table of {what} field -> HubSpot property")
-    unknown = sorted(set(given) - allowed)
-    if unknown:
-        raise ValueError(f"unknown {what} field(s) {unknown}; known: {sorted(allowed)}")
-    for name, prop in given.items():
-        if not isinstance(prop, str) or not prop.strip():
-            raise ValueError(f"{name!r} must map to a non-empty HubSpot property name")
-    return {**defaults, **given}
+_TARGET = "HubSpot property"
 
 
 class HubSpotConfig(ConnectorConfig):
@@ -168,20 +151,21 @@ class HubSpotConfig(ConnectorConfig):
     @field_validator("contact_fields", mode="before")
     @classmethod
     def _contact_fields(cls, value: Any) -> dict[str, str]:
-        return _merged(DEFAULT_CONTACT_FIELDS, value, _LEAD_FIELDS, "Lead")
+        return cls.field_map(DEFAULT_CONTACT_FIELDS, value, MAPPABLE_LEAD_FIELDS, what="Lead", target=_TARGET)
 
     @field_validator("company_fields", mode="before")
     @classmethod
     def _company_fields(cls, value: Any) -> dict[str, str]:
-        return _merged(DEFAULT_COMPANY_FIELDS, value, _ACCOUNT_FIELDS, "Account")
+        return cls.field_map(DEFAULT_COMPANY_FIELDS, value, MAPPABLE_ACCOUNT_FIELDS, what="Account",
+                             target=_TARGET)
 
     @field_validator("score_properties", mode="before")
     @classmethod
     def _score_properties(cls, value: Any) -> dict[str, str]:
         # account_score/account_band (the account model's) are sent only when mapped here, e.g.
         # score_properties = { account_score = "leadrelay_account_score" }.
-        return _merged(DEFAULT_SCORE_PROPERTIES, value, frozenset(DEFAULT_SCORE_PROPERTIES) | OPTIONAL_SCORE_KEYS,
-                       "score")
+        return cls.field_map(DEFAULT_SCORE_PROPERTIES, value, frozenset(DEFAULT_SCORE_PROPERTIES) | OPTIONAL_SCORE_KEYS,
+                             what="score", target=_TARGET)
 
     @field_validator("consent", mode="before")
     @classmethod

@@ -9,14 +9,13 @@ ten configured types cost a paging walk on every pull.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import OPTIONAL_SCORE_KEYS, ActivityType, ConnectorConfig, Lead, RateLimit
+from connectors.base import MAPPABLE_LEAD_FIELDS, OPTIONAL_SCORE_KEYS, ActivityType, ConnectorConfig, RateLimit
 
 DEFAULT_LEAD_FIELDS: dict[str, str] = {
     "email": "email",
@@ -53,22 +52,7 @@ DEFAULT_SCORE_FIELDS: dict[str, str] = {
     "scored_at": "leadrelayScoredAt",
 }
 
-_NOT_MAPPED = frozenset({"key", "updated_at", "attributes", "read_only"})
-_LEAD_FIELDS = frozenset(f.name for f in fields(Lead)) - _NOT_MAPPED
-
-
-def _merged(defaults: dict[str, str], given: Any, allowed: frozenset[str] | None, what: str) -> dict[str, str]:
-    if given is None:
-        return dict(defaults)
-    if not isinstance(given, dict):
-        raise ValueError(f"must be a table of {what} name -> Marketo field")
-    unknown = sorted(set(given) - allowed) if allowed is not None else []
-    if unknown:
-        raise ValueError(f"unknown {what} field(s) {unknown}; known: {sorted(allowed or ())}")
-    for name, field_name in given.items():
-        if not isinstance(field_name, str) or not field_name.strip():
-            raise ValueError(f"{name!r} must map to a non-empty Marketo field name (REST API name)")
-    return {**defaults, **given}
+_TARGET = "Marketo field"  # REST API names
 
 
 class MarketoConfig(ConnectorConfig):
@@ -117,18 +101,19 @@ class MarketoConfig(ConnectorConfig):
     @field_validator("lead_fields", mode="before")
     @classmethod
     def _lead_fields(cls, value: Any) -> dict[str, str]:
-        return _merged(DEFAULT_LEAD_FIELDS, value, _LEAD_FIELDS, "Lead")
+        return cls.field_map(DEFAULT_LEAD_FIELDS, value, MAPPABLE_LEAD_FIELDS, what="Lead", target=_TARGET)
 
     @field_validator("attribute_fields", mode="before")
     @classmethod
     def _attribute_fields(cls, value: Any) -> dict[str, str]:
-        return _merged(DEFAULT_ATTRIBUTE_FIELDS, value, None, "attribute")
+        return cls.field_map(DEFAULT_ATTRIBUTE_FIELDS, value, None, what="attribute", target=_TARGET)
 
     @field_validator("score_fields", mode="before")
     @classmethod
     def _score_fields(cls, value: Any) -> dict[str, str]:
         # account_score/account_band (the account model's) are sent only when mapped here.
-        return _merged(DEFAULT_SCORE_FIELDS, value, frozenset(DEFAULT_SCORE_FIELDS) | OPTIONAL_SCORE_KEYS, "score")
+        return cls.field_map(DEFAULT_SCORE_FIELDS, value, frozenset(DEFAULT_SCORE_FIELDS) | OPTIONAL_SCORE_KEYS,
+                             what="score", target=_TARGET)
 
     @field_validator("email_blocking_fields")
     @classmethod

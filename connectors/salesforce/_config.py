@@ -8,12 +8,18 @@ defaults, because they say which vendor values count as which activity.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import OPTIONAL_SCORE_KEYS, Account, ActivityType, ConnectorConfig, Lead, RateLimit
+from connectors.base import (
+    MAPPABLE_ACCOUNT_FIELDS,
+    MAPPABLE_LEAD_FIELDS,
+    OPTIONAL_SCORE_KEYS,
+    ActivityType,
+    ConnectorConfig,
+    RateLimit,
+)
 
 DEFAULT_LEAD_FIELDS: dict[str, str] = {
     "email": "Email",
@@ -68,27 +74,20 @@ DEFAULT_CAMPAIGN_MEMBER_STATUSES: dict[str, ActivityType] = {
 DEFAULT_CONVERSION_FIELDS: dict[str, str] = {"Lead": "ConvertedDate"}
 DEFAULT_PRIORITIES: dict[str, str] = {"LOW": "Low", "MEDIUM": "Normal", "HIGH": "High"}
 
-_NOT_MAPPED = frozenset({"key", "updated_at", "attributes", "read_only"})
-_LEAD = frozenset(f.name for f in fields(Lead)) - _NOT_MAPPED
-_ACCOUNT = frozenset(f.name for f in fields(Account)) - _NOT_MAPPED
 
 PersonObject = Literal["Lead", "Contact"]
 ActivityObject = Literal["Task", "Event", "CampaignMember"]
 
 
+def _check_mapped(name: str, api_name: Any) -> None:
+    if not isinstance(api_name, str):
+        raise ValueError(f"{name!r} must map to a Salesforce field name (or \"\" to leave it unmapped)")
+    _check_name(api_name, allow_empty=True)
+
+
 def _merged(defaults: dict[str, str], given: Any, allowed: frozenset[str], what: str) -> dict[str, str]:
-    if given is None:
-        return dict(defaults)
-    if not isinstance(given, dict):
-        raise ValueError(f"must be a table of {what} field -> Salesforce field")
-    unknown = sorted(set(given) - allowed)
-    if unknown:
-        raise ValueError(f"unknown {what} field(s) {unknown}; known: {sorted(allowed)}")
-    for name, api_name in given.items():
-        if not isinstance(api_name, str):
-            raise ValueError(f"{name!r} must map to a Salesforce field name (or \"\" to leave it unmapped)")
-        _check_name(api_name, allow_empty=True)
-    return {**defaults, **given}
+    return ConnectorConfig.field_map(defaults, given, allowed, what=what, target="Salesforce field",
+                                     check=_check_mapped)
 
 
 def _check_name(value: str, *, allow_empty: bool = False) -> str:
@@ -148,12 +147,12 @@ class SalesforceConfig(ConnectorConfig):
     @classmethod
     def _person_fields(cls, value: Any, info: Any) -> dict[str, str]:
         defaults = DEFAULT_LEAD_FIELDS if info.field_name == "lead_fields" else DEFAULT_CONTACT_FIELDS
-        return _merged(defaults, value, _LEAD, "Lead")
+        return _merged(defaults, value, MAPPABLE_LEAD_FIELDS, "Lead")
 
     @field_validator("account_fields", mode="before")
     @classmethod
     def _account_fields(cls, value: Any) -> dict[str, str]:
-        return _merged(DEFAULT_ACCOUNT_FIELDS, value, _ACCOUNT, "Account")
+        return _merged(DEFAULT_ACCOUNT_FIELDS, value, MAPPABLE_ACCOUNT_FIELDS, "Account")
 
     @field_validator("score_fields", mode="before")
     @classmethod
