@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -252,6 +252,24 @@ def build_client(
     return httpx.AsyncClient(base_url=base_url, headers=headers, transport=transport, limits=limits)
 
 
+class Scrubber:
+    """Removes every secret a connector holds from a text before it goes into an error or a log. Vendors do
+    not echo credentials, but a proxy or a future message might; none leaves a connector. Tokens issued
+    later (an OAuth access token) are added with :meth:`add`."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = {s for s in secrets if s}
+
+    def add(self, secret: str) -> None:
+        if secret:
+            self._secrets.add(secret)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
 __all__ = [
     "DEFAULT_BUDGET",
     "RATE_BUDGETS",
@@ -262,6 +280,7 @@ __all__ = [
     "RateLimiter",
     "RateObservation",
     "RetrySettings",
+    "Scrubber",
     "Ticket",
     "TokenBucket",
     "account_identity",

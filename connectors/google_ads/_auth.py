@@ -63,7 +63,7 @@ class AccessTokens:
                 raise RetryLater("OAuth token endpoint answered without an access token", connector=NAME)
             lifetime = body.get("expires_in")
             seconds = float(lifetime) if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else None
-            self._classifier.add_secret(token)
+            self._classifier.scrub.add(token)
             self._token = token
             self._expires = self._clock() + (seconds if seconds is not None else _DEFAULT_LIFETIME)
             self.refreshes += 1

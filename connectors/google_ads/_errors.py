@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from connectors.base import FixConfiguration, GiveUp, QuotaExhausted, RetryLater
-from connectors.http import Classify, parse_retry_after
+from connectors.http import Classify, Scrubber, parse_retry_after
 
 NAME = "google_ads"
 DEFAULT_THROTTLE_WAIT = 30.0  # seconds, when Google throttles without a retryDelay
@@ -148,19 +148,8 @@ class Classifier:
     """``classify`` for one connector: knows the secrets to scrub and how long a wait may be held inline."""
 
     def __init__(self, *, secrets: Iterable[str], max_inline_wait: float) -> None:
-        self._secrets = [secret for secret in secrets if secret]
+        self.scrub = Scrubber(secrets)
         self.max_inline_wait = max_inline_wait
-
-    def add_secret(self, secret: str) -> None:
-        """Scrub this value too (an access token, once issued)."""
-        if secret:
-            self._secrets.append(secret)
-
-    def scrub(self, text: str) -> str:
-        # Google does not echo credentials, but a proxy or a future message might; none leaves here.
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
 
     def __call__(self, response: httpx.Response) -> None:
         status = response.status_code

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from connectors.base import FixConfiguration, GiveUp, QuotaExhausted, RetryLater
+from connectors.http import Scrubber
 
 NAME = "linkedin"
 WallClock = Callable[[], datetime]
@@ -54,17 +55,12 @@ class Classifier:
 
     def __init__(self, *, secrets: Iterable[str], backoff: float, max_inline_wait: float,
                  now: WallClock | None = None) -> None:
-        self._secrets = [s for s in secrets if s]
+        self.scrub = Scrubber(secrets)
         self.backoff = backoff
         self.max_inline_wait = max_inline_wait
         self._now = now or (lambda: datetime.now(UTC))
         self.streak = 0  # 429s in a row
         self.streak_wait = 0.0  # seconds the current streak has asked for
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
 
     def __call__(self, response: httpx.Response) -> None:
         status = response.status_code

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from connectors.base import FixConfiguration, GiveUp, QuotaExhausted, RateLimit, RetryLater
-from connectors.http import Observe, RateObservation, parse_retry_after
+from connectors.http import Observe, RateObservation, Scrubber, parse_retry_after
 
 NAME = "meta"
 
@@ -154,14 +154,8 @@ class Classifier:
     """``classify`` for one connector: knows the secrets to scrub and how long a wait may be held inline."""
 
     def __init__(self, *, secrets: Iterable[str], max_inline_wait: float) -> None:
-        self._secrets = [secret for secret in secrets if secret]
+        self.scrub = Scrubber(secrets)
         self.max_inline_wait = max_inline_wait
-
-    def scrub(self, text: str) -> str:
-        # Graph does not echo tokens, but a proxy or a future message might; a secret never leaves here.
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
 
     def __call__(self, response: httpx.Response) -> None:
         status = response.status_code

@@ -24,7 +24,7 @@ Messages never carry a secret: the client secret, refresh token and access token
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +32,7 @@ import httpx
 import orjson
 
 from connectors.base import FixConfiguration, GiveUp, OutcomeUnknown, QuotaExhausted, RetryLater
-from connectors.http import RateObservation, parse_retry_after
+from connectors.http import RateObservation, Scrubber, parse_retry_after
 
 NAME = "salesforce"
 
@@ -89,22 +89,6 @@ def describe(entry: Mapping[str, Any], fallback: str = "no message") -> str:
 
 def code_of(entry: Mapping[str, Any]) -> str:
     return str(entry.get("errorCode") or entry.get("statusCode") or "").upper()
-
-
-class Scrubber:
-    """Removes every secret this connector holds from a text; the access token set changes over time."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = {s for s in secrets if s}
-
-    def add(self, secret: str) -> None:
-        if secret:
-            self._secrets.add(secret)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
 
 
 class Classifier:
