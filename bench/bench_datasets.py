@@ -7,8 +7,8 @@ heuristic vs LogisticRegression vs HistGradientBoosting: ROC-AUC, PR-AUC, Brier,
 
 Then, on the bank model's 19 raw inputs, scoring speed of onnxruntime (one intra-op thread per call)
 against scikit-learn ``predict_proba`` at 1, 100 and 10,000 rows per call, and 1,000,000 rows in chunks
-of 50,000 with two threads (a batch job may use both cores) in a fresh process per engine, so each peak RSS
-is that engine's own.
+of 50,000 on both cores (onnxruntime: two chunks in flight, as ``leadrelay score --csv`` runs them;
+scikit-learn: two threads) in a fresh process per engine, so each peak RSS is that engine's own.
 
 Not run by CI: ``.venv/bin/python bench/bench_datasets.py [--data ../shared/data] [--skip-speed]``.
 """
@@ -212,8 +212,12 @@ def child(engine: str, path: Path, data: Path) -> None:
     if engine == "onnxruntime":
         import onnxruntime as ort
 
+        from scoring.tabular_model import run_chunks
+
+        # As `leadrelay score --csv` runs it: one intra-op thread per call, two chunks in flight (a batch
+        # job may use both cores; the string encoders are single-threaded, so intra-op threads help less).
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 2  # a batch job may use both cores
+        options.intra_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
         # One contiguous [N, 1] column per input, tiled straight from the file's columns (no 1M-row frame
@@ -224,8 +228,7 @@ def child(engine: str, path: Path, data: Path) -> None:
         seconds = float("inf")
         for _ in range(2):
             t0 = time.perf_counter()
-            for start in range(0, len(rows), CHUNK):
-                session.run(["probability"], {k: v[start:start + CHUNK] for k, v in feed.items()})
+            run_chunks(session, feed, chunk=CHUNK, workers=2)
             seconds = min(seconds, time.perf_counter() - t0)
     else:
         from threadpoolctl import threadpool_limits
