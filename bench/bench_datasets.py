@@ -10,7 +10,10 @@ against scikit-learn ``predict_proba`` at 1, 100 and 10,000 rows per call, and 1
 of 50,000 on both cores (onnxruntime: two chunks in flight, as ``leadrelay score --csv`` runs them;
 scikit-learn: two threads) in a fresh process per engine, so each peak RSS is that engine's own.
 
-Not run by CI: ``.venv/bin/python bench/bench_datasets.py [--data ../shared/data] [--skip-speed]``.
+With ``--seeds N`` each dataset is also trained on N different hold-outs and every model's mean and
+spread are printed: one split's luck is worth about ±0.005 AUC here.
+
+Not run by CI: ``.venv/bin/python bench/bench_datasets.py [--data ../shared/data] [--skip-speed] [--seeds N]``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +125,7 @@ DATASETS = {
 CHUNK = 50_000
 
 
-def quality(data: Path, work: Path) -> dict[str, Path]:
+def quality(data: Path, work: Path, seeds: int = 1) -> dict[str, Path]:
     folders = {}
     for name, d in DATASETS.items():
         points = work / f"{name.replace(' ', '_')}_points.toml"
@@ -147,7 +151,32 @@ def quality(data: Path, work: Path) -> dict[str, Path]:
         best = card.metrics
         print(f"target ROC-AUC >= {auc_t}, PR-AUC >= {pr_t}: got {best['roc_auc']:.4f} / {best['pr_auc']:.4f} "
               f"({'met' if best['roc_auc'] >= auc_t and best['pr_auc'] >= pr_t else 'NOT met'})")
+        if seeds > 1:
+            spread(data, work, name, d, points, card, seeds)
     return folders
+
+
+def spread(data: Path, work: Path, name: str, d: dict, points: Path, first: Any, seeds: int) -> None:
+    """The same training on ``seeds`` different 20 % hold-outs (seed 42 first): mean and spread of each
+    model's figures, so one lucky or unlucky split does not decide a target."""
+    figures: dict[str, list[tuple[float, float]]] = {}
+    cards = [first]
+    for k in range(1, seeds):
+        cards.append(train_csv(data / d["file"], work / f"seed{k}", label=d["label"], drop=d["drop"],
+                               allow_leaky=d["allow_leaky"], points_path=points, version="bench",
+                               trained_at=datetime.now(UTC), threads=2, seed=42 + k, charts=False))
+    for card in cards:
+        figures.setdefault("points heuristic", []).append((card.baseline["roc_auc"], card.baseline["pr_auc"]))
+        for n, m in card.candidates.items():
+            figures.setdefault(n, []).append((m["roc_auc"], m["pr_auc"]))
+        figures.setdefault("champion (as chosen each time)", []).append((card.metrics["roc_auc"],
+                                                                         card.metrics["pr_auc"]))
+    print(f"{name}: {seeds} stratified 20 % hold-outs (seeds 42..{41 + seeds}), mean ± standard deviation")
+    print(f"| {'model':<32} | ROC-AUC         | PR-AUC          |")
+    print(f"|{'-' * 34}|-----------------|-----------------|")
+    for n, values in figures.items():
+        a = np.array(values)
+        print(f"| {n:<32} | {a[:, 0].mean():.4f} ± {a[:, 0].std():.4f} | {a[:, 1].mean():.4f} ± {a[:, 1].std():.4f} |")
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
@@ -263,10 +292,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--seeds", type=int, default=1, help="also train on this many different hold-outs and "
+                        "print each model's mean and spread (slow: one full training per seed and dataset)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="leadrelay-datasets-") as tmp:
         work = Path(tmp)
-        folders = quality(args.data, work)
+        folders = quality(args.data, work, args.seeds)
         if not args.skip_speed:
             speed(args.data, work, folders["bank"])
     print(f"load average while measuring (2 cores shared): {os.getloadavg()[0]:.1f}")
