@@ -91,6 +91,11 @@ MAPPABLE_ACCOUNT_FIELDS = frozenset(f.name for f in fields(Account)) - _NOT_MAPP
 OPTIONAL_SCORE_KEYS = frozenset({"account_score", "account_band"})
 
 
+#: The ``update_account`` operation's payload keys (the account model's score of one account, written to the
+#: account object itself: a HubSpot company, a Salesforce Account); each connector maps them to its fields.
+ACCOUNT_SCORE_KEYS = frozenset({"account_score", "account_band", "model_version"})
+
+
 def without_unmapped(payload: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     """``payload`` without the :data:`OPTIONAL_SCORE_KEYS` that ``names`` does not map."""
     return {k: v for k, v in payload.items() if k in names or k not in OPTIONAL_SCORE_KEYS}
@@ -109,6 +114,11 @@ class ActivityType(enum.StrEnum):
     MEETING = "meeting"
     SALES_TOUCH = "sales_touch"
     CONVERSION = "conversion"
+    #: A rep's verdict on the lead (lead status), recorded by the pipeline when it changes (sync.dispositions).
+    DISPOSITION = "disposition"
+    #: A product event (a login, a feature used) from a product-analytics source or plugin; feeds the opt-in
+    #: usage-decay features ([scoring.timing] usage_types), never the default intent features.
+    PRODUCT_USAGE = "product_usage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +151,25 @@ class ConsentChange:
     source: str | None = None
 
 
-Record = Lead | Account | Activity | ConsentChange
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """A sales opportunity (HubSpot deal, Salesforce Opportunity) on an account: what an account model's
+    question asks about ("an opportunity created within N days"). ``is_won`` is ``None`` while it is open."""
+
+    key: str
+    updated_at: datetime
+    created_at: datetime
+    account_key: str | None = None
+    lead_key: str | None = None
+    name: str | None = None
+    stage: str | None = None
+    amount: float | None = None
+    closed_at: datetime | None = None
+    is_won: bool | None = None
+    attributes: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+Record = Lead | Account | Activity | ConsentChange | Opportunity
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +383,15 @@ class Connector(ABC):
         """Write one batch (never larger than the operation's ``max_batch_size``); one outcome per record."""
         raise GiveUp(f"{self.name} is not a destination", connector=self.name)
 
+    def payload_keys(self, operation: str) -> frozenset[str] | None:
+        """The payload keys this configured connector writes for ``operation``; ``None``: all it is given.
+
+        No I/O. A connector whose field map can leave an operation's keys unmapped (``update_account`` on a
+        CRM without the account score fields) says which are mapped; the framework plans nothing for an
+        operation whose keys are all unmapped (an empty set) and says why in the run report.
+        """
+        return None
+
     async def lookup(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
         """For non-idempotent operations: find objects already created under these idempotency keys.
 
@@ -443,6 +480,7 @@ class GiveUp(ConnectorError):
 
 
 __all__ = [
+    "ACCOUNT_SCORE_KEYS",
     "CONTRACT_VERSION",
     "MAPPABLE_ACCOUNT_FIELDS",
     "MAPPABLE_LEAD_FIELDS",
@@ -462,6 +500,7 @@ __all__ = [
     "Lead",
     "LeadrelayError",
     "OperationSpec",
+    "Opportunity",
     "Outcome",
     "OutcomeUnknown",
     "Page",

@@ -14,6 +14,7 @@ import numpy as np
 
 from scoring.features import (
     MISSING,
+    RENEWAL_CLIP_DAYS,
     FeatureGroup,
     FeatureSpec,
     count_name,
@@ -144,6 +145,12 @@ def describer(spec: FeatureSpec, group: FeatureGroup, names: tuple[str, ...]) ->
             ]
 
         return tenure
+    if kind == "tech_stack" and spec.tech_stack is not None:
+        return _tech_stack(len(spec.tech_stack.wanted), col["tech_stack_match"])
+    if kind == "renewal":
+        return _renewal(col["days_to_renewal"])
+    if kind == "usage":
+        return _usage(spec, col["usage_recent"], col["usage_change"])
     if kind == "title_seniority":
         k = group.categorical[0]
 
@@ -283,4 +290,59 @@ def _categorical(spec: FeatureSpec, attribute: str, k: int) -> Describer:
     shown = str.upper if attribute == "country" else str
     return lambda _num, cat: [
         f"{label} unknown" if v == MISSING else f"{label}: {shown(v)}" for v in cat[:, k].tolist()
+    ]
+
+
+def _tech_stack(n_wanted: int, j: int) -> Describer:
+    def describe(num: np.ndarray, _cat: np.ndarray) -> list[str]:
+        return [
+            "Technology stack unknown"
+            if math.isnan(v)
+            else f"Uses {_n(v * n_wanted)} of {n_wanted} target technolog{'y' if n_wanted == 1 else 'ies'}"
+            for v in num[:, j].tolist()
+        ]
+
+    return describe
+
+
+def _renewal(j: int) -> Describer:
+    low, high = RENEWAL_CLIP_DAYS
+
+    def word(v: float) -> str:
+        if math.isnan(v):
+            return "Renewal date unknown"
+        days = _n(v)
+        if v >= high:
+            return f"Renewal {_n(high)} days or more away"
+        if days > 0:
+            return f"Renewal in {days} day{'s' if days != 1 else ''}"
+        if days == 0:
+            return "Renewal due today"
+        if v <= low:
+            return f"Renewal date passed {_n(-low)} days or more ago"
+        return f"Renewal date passed {-days} day{'s' if days != -1 else ''} ago"
+
+    return lambda num, _cat: [word(v) for v in num[:, j].tolist()]
+
+
+def _usage(spec: FeatureSpec, j_recent: int, j_change: int) -> Describer:
+    days = spec.usage_window_days
+    what = (
+        "Product usage"
+        if spec.usage_types == ("product_usage",)
+        else "Usage (" + ", ".join(t.replace("_", " ") for t in spec.usage_types) + ")"
+    )
+
+    def word(recent: float, change: float) -> str:
+        now, before = _n(recent), _n(recent - change)
+        if now == before == 0:
+            return f"No {what[0].lower() + what[1:]} in the last {2 * days} days"
+        if now < before:
+            return f"{what} fell from {before} to {now} events ({days}-day windows)"
+        if now > before:
+            return f"{what} rose from {before} to {now} events ({days}-day windows)"
+        return f"{what} steady at {now} events per {days} days"
+
+    return lambda num, _cat: [
+        word(r, c) for r, c in zip(num[:, j_recent].tolist(), num[:, j_change].tolist(), strict=True)
     ]

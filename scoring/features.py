@@ -10,7 +10,10 @@ Two kinds of features come out of a :class:`FeatureSpec`:
 * *intent* (from events): counts per event type in windows, days since the last high-value event,
   pricing-page touches, content depth, engagement velocity and exponentially decayed engagement;
 * *fit* (from attributes): numeric attributes (log1p), categorical attributes, a title-seniority
-  bucket, the free-mail flag, an ICP-match score, and tenure.
+  bucket, the free-mail flag, an ICP-match score, tenure, and (when configured) the share of wanted
+  technologies in a tech-stack attribute;
+* *timing* (when configured): days to a renewal date, and product usage in the last window against the
+  window before it (usage decay), from events strictly before ``as_of`` like every event feature.
 
 Nothing that only exists after conversion (lifecycle stage, lead status, ...) may be used: the spec
 refuses those attribute names. The module imports numpy only; it is safe to import from the CLI.
@@ -23,7 +26,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from itertools import chain
 from typing import Any, Final
 
@@ -36,6 +39,7 @@ __all__ = [
     "EVENT_TYPES",
     "INTENT_EVENT_TYPES",
     "MISSING",
+    "RENEWAL_CLIP_DAYS",
     "URL_ATTRIBUTES",
     "Event",
     "FeatureFrame",
@@ -43,6 +47,7 @@ __all__ = [
     "FeatureSpec",
     "IcpSpec",
     "Subject",
+    "TechStackSpec",
     "compute_features",
     "remove_activity",
     "seniority_bucket",
@@ -66,9 +71,11 @@ EVENT_TYPES: Final = (
     "meeting",
     "sales_touch",
     "conversion",
+    "product_usage",
 )
-#: Event types that describe interest before an outcome; ``conversion`` is the usual training target.
-INTENT_EVENT_TYPES: Final = EVENT_TYPES[:-1]
+#: Event types that describe interest before an outcome; ``conversion`` is the usual training target, and
+#: ``product_usage`` (a product-analytics event) feeds the opt-in usage-decay features instead.
+INTENT_EVENT_TYPES: Final = tuple(t for t in EVENT_TYPES if t not in ("conversion", "product_usage"))
 
 #: Attributes read to tell a pricing visit among page views, and to tell content pieces apart.
 URL_ATTRIBUTES: Final = ("url", "path")
@@ -137,6 +144,10 @@ _SENIORITY_FALLBACK: Final = "individual"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY: Final = 86_400.0
 _NON_WORD: Final = re.compile(r"[^a-z0-9]+")
+_LIST_SEPARATORS: Final = re.compile(r"[;,|]")
+#: ``days_to_renewal`` is clipped to this range: a renewal more than two years out, or a year overdue, says
+#: nothing more than one at the edge, and the clip keeps one stale date from stretching the column.
+RENEWAL_CLIP_DAYS: Final = (-365.0, 730.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,6 +210,15 @@ class IcpSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TechStackSpec:
+    """Tech-stack match: ``attribute`` holds the subject's technologies (a list, or text separated by
+    ``;``, ``,`` or ``|``); ``wanted`` the technologies that make a good fit (normalised, lower case)."""
+
+    attribute: str
+    wanted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class FeatureGroup:
     """Columns that belong to one story ("pricing-page visits", "company size"); reasons are computed
     per group by replacing all its columns with their training reference at once."""
@@ -237,6 +257,11 @@ class FeatureSpec:
     free_mail_attribute: str | None = "email_domain_free"
     icp: IcpSpec = IcpSpec()
     tenure: bool = True
+    tech_stack: TechStackSpec | None = None
+    # Timing (``[scoring.timing]``), off by default: a renewal-date attribute, and usage event types.
+    renewal_attribute: str | None = None
+    usage_types: tuple[str, ...] = ()
+    usage_window_days: int = 30
 
     @classmethod
     def default(cls) -> FeatureSpec:
@@ -244,7 +269,7 @@ class FeatureSpec:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> FeatureSpec:
-        """Validate a TOML-shaped mapping (``{"features": {...}, "fit": {...}}``); every problem raises
+        """Validate a TOML-shaped mapping (``{"features": {...}, "fit": {...}, "timing": {...}}``); every problem raises
         :class:`FeatureSpecError` naming the key path. Missing keys take the defaults."""
         return _parse_spec(data)
 
@@ -265,7 +290,9 @@ class FeatureSpec:
                 self.icp.employees_max if self.icp.employees_max is not None else "inf",
             ]
         fit["icp"] = icp
-        return {
+        if self.tech_stack is not None:
+            fit["tech_stack"] = {"attribute": self.tech_stack.attribute, "wanted": list(self.tech_stack.wanted)}
+        out: dict[str, Any] = {
             "features": {
                 "windows": list(self.windows),
                 "event_types": list(self.event_types),
@@ -280,6 +307,14 @@ class FeatureSpec:
             },
             "fit": fit,
         }
+        # Only when configured, so that the cards of models without timing features read as before.
+        if self.renewal_attribute or self.usage_types:
+            out["timing"] = {
+                "renewal_attribute": self.renewal_attribute or "",
+                "usage_types": list(self.usage_types),
+                "usage_window_days": self.usage_window_days,
+            }
+        return out
 
     # Layout is derived, cached per spec (the spec is hashable) so that serving pays for it once.
     @property
@@ -345,8 +380,14 @@ def _layout(spec: FeatureSpec) -> _Layout:
         add("free_mail", ["email_domain_free"])
     if spec.icp.configured:
         add("icp", ["icp_score"])
+    if spec.tech_stack is not None:
+        add("tech_stack", ["tech_stack_match"])
     if spec.tenure:
         add("tenure", ["tenure_days"])
+    if spec.renewal_attribute:
+        add("renewal", ["days_to_renewal"])
+    if spec.usage_types:
+        add("usage", ["usage_recent", "usage_change"])
     for attribute in spec.categorical_attributes:
         add(f"attribute:{attribute}", cats=[attribute])
     if spec.title_attribute:
@@ -361,9 +402,10 @@ def _layout(spec: FeatureSpec) -> _Layout:
 def _parse_spec(data: Mapping[str, Any]) -> FeatureSpec:
     if not isinstance(data, Mapping):
         raise FeatureSpecError("<root>", "must be a table")
-    _no_unknown(data, {"features", "fit"}, "")
+    _no_unknown(data, {"features", "fit", "timing"}, "")
     feats = _table(data.get("features", {}), "features")
     fit = _table(data.get("fit", {}), "fit")
+    timing = _table(data.get("timing", {}), "timing")
     base = FeatureSpec()
     _no_unknown(
         feats,
@@ -383,9 +425,11 @@ def _parse_spec(data: Mapping[str, Any]) -> FeatureSpec:
     )
     _no_unknown(
         fit,
-        {"numeric", "categorical", "title_attribute", "seniority", "free_mail_attribute", "icp", "tenure"},
+        {"numeric", "categorical", "title_attribute", "seniority", "free_mail_attribute", "icp", "tenure",
+         "tech_stack"},
         "fit",
     )
+    _no_unknown(timing, {"renewal_attribute", "usage_types", "usage_window_days"}, "timing")
 
     windows = tuple(
         _positive_days(v, f"features.windows[{i}]")
@@ -488,6 +532,18 @@ def _parse_spec(data: Mapping[str, Any]) -> FeatureSpec:
         if emp_max < emp_min:
             raise FeatureSpecError("fit.icp.employees[1]", "must not be below the minimum")
 
+    renewal = timing.get("renewal_attribute", "")
+    # An empty string switches the feature off, as for title_attribute.
+    renewal_attr = _text(renewal, "timing.renewal_attribute", allow_empty=True).strip() or None
+    if renewal_attr is not None:
+        _allowed_attribute(renewal_attr, "timing.renewal_attribute")
+    usage_types = _event_types(timing.get("usage_types", []), "timing.usage_types")
+    if "conversion" in usage_types:
+        raise FeatureSpecError(
+            f"timing.usage_types[{usage_types.index('conversion')}]",
+            "'conversion' is the training target; counting it would leak the outcome",
+        )
+
     return FeatureSpec(
         windows=windows,
         event_types=event_types,
@@ -515,7 +571,33 @@ def _parse_spec(data: Mapping[str, Any]) -> FeatureSpec:
         free_mail_attribute=free_attr,
         icp=IcpSpec(industries, emp_min, None if emp_max == math.inf else emp_max),
         tenure=tenure,
+        tech_stack=_tech_stack(fit.get("tech_stack"), "fit.tech_stack"),
+        renewal_attribute=renewal_attr,
+        usage_types=usage_types,
+        usage_window_days=_positive_days(
+            timing.get("usage_window_days", base.usage_window_days), "timing.usage_window_days"
+        ),
     )
+
+
+def _tech_stack(value: Any, path: str) -> TechStackSpec | None:
+    if value is None:
+        return None
+    table = _table(value, path)
+    _no_unknown(table, {"attribute", "wanted"}, path)
+    if "attribute" not in table:
+        raise FeatureSpecError(f"{path}.attribute", "is required: the attribute that lists the technologies")
+    attribute = _text(table["attribute"], f"{path}.attribute")
+    _allowed_attribute(attribute, f"{path}.attribute")
+    wanted: list[str] = []
+    for i, item in enumerate(_list(table.get("wanted", []), f"{path}.wanted")):
+        tech = _text(item, f"{path}.wanted[{i}]").strip().casefold()
+        if tech in wanted:
+            raise FeatureSpecError(f"{path}.wanted[{i}]", f"{tech!r} is listed twice")
+        wanted.append(tech)
+    if not wanted:
+        raise FeatureSpecError(f"{path}.wanted", "must list at least one technology")
+    return TechStackSpec(attribute, tuple(wanted))
 
 
 def _no_unknown(table: Mapping[str, Any], known: set[str], path: str) -> None:
@@ -695,6 +777,10 @@ def compute_features(
     activity = np.zeros((n, 3 * len(spec.event_types)), dtype=np.float32)
     _intent(spec, subjects, as_of_s, numeric, activity, col)
     _fit_numeric(spec, subjects, as_of_s, numeric, col)
+    if spec.renewal_attribute:
+        numeric[:, col["days_to_renewal"]] = _days_to(spec.renewal_attribute, subjects, as_of_s)
+    if spec.usage_types:
+        _usage(spec, subjects, as_of_s, numeric, col)
     categorical = _fit_categorical(spec, subjects, layout.categorical_names)
     return FeatureFrame(
         keys=tuple(s.key for s in subjects),
@@ -861,6 +947,8 @@ def _as_float(value: Scalar) -> float:
         return math.nan
     if isinstance(value, (int, float)):
         return float(value)
+    if not isinstance(value, str):  # a list or a table from a JSON attribute: not a number
+        return math.nan
     try:
         return float(value.replace(",", "").strip())
     except ValueError:
@@ -934,6 +1022,94 @@ def _fit_numeric(
             count=n,
         )
         out[:, col["tenure_days"]] = np.maximum((as_of_s - created) / _DAY, 0.0)
+    if spec.tech_stack is not None:
+        tech = spec.tech_stack
+        wanted = frozenset(tech.wanted)
+        out[:, col["tech_stack_match"]] = np.fromiter(
+            (_share(a.get(tech.attribute), wanted) for a in attrs), dtype=np.float64, count=n
+        )
+
+
+def _technologies(value: object) -> frozenset[str] | None:
+    """The technologies in an attribute value (a list, or text separated by ``;``, ``,`` or ``|``),
+    normalised; ``None`` when the value is missing."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        items: Iterable[object] = _LIST_SEPARATORS.split(value)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        return None
+    return frozenset(t for t in (str(i).strip().casefold() for i in items if i is not None) if t)
+
+
+def _share(value: object, wanted: frozenset[str]) -> float:
+    present = _technologies(value)
+    return math.nan if present is None else len(present & wanted) / len(wanted)
+
+
+def _moment(value: object) -> float:
+    """Seconds since the epoch of a date attribute: a datetime, a date, or ISO text (a date alone is
+    midnight UTC; a time without offset is read as UTC). NaN when missing or unreadable."""
+    if isinstance(value, datetime):
+        return to_seconds(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+    if isinstance(value, date):
+        return to_seconds(datetime(value.year, value.month, value.day, tzinfo=UTC))
+    if isinstance(value, str):
+        return _iso_seconds(value.strip())
+    return math.nan
+
+
+@functools.lru_cache(maxsize=65_536)
+def _iso_seconds(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return math.nan
+    return to_seconds(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+
+
+def _days_to(attribute: str, subjects: Sequence[Subject], as_of_s: np.ndarray) -> np.ndarray:
+    """Days from ``as_of`` to each subject's date ``attribute`` (negative: already past), clipped to
+    :data:`RENEWAL_CLIP_DAYS`; NaN (kept by the clip) when missing or unreadable."""
+    at = np.fromiter((_moment(s.attributes.get(attribute)) for s in subjects), dtype=np.float64,
+                     count=len(subjects))
+    low, high = RENEWAL_CLIP_DAYS
+    days: np.ndarray = np.clip((at - as_of_s) / _DAY, low, high)
+    return days
+
+
+def _usage(
+    spec: FeatureSpec,
+    subjects: Sequence[Subject],
+    as_of_s: np.ndarray,
+    out: np.ndarray,
+    col: Mapping[str, int],
+) -> None:
+    """Usage events in the last window before ``as_of`` and the change against the window before it
+    (negative: usage decaying); like every event feature, only events strictly before ``as_of`` count."""
+    n = len(subjects)
+    per_subject = [s.events for s in subjects]
+    lengths = np.fromiter(map(len, per_subject), dtype=np.intp, count=n)
+    flat = list(chain.from_iterable(per_subject))
+    # As in _intent: the per-event work is driven from C by map(); timestamps only for usage events.
+    is_usage = np.fromiter(
+        map(frozenset(spec.usage_types).__contains__, [e.type for e in flat]), dtype=bool, count=len(flat)
+    )
+    picked = np.flatnonzero(is_usage)
+    owner = np.repeat(np.arange(n, dtype=np.intp), lengths)[picked]
+    at_s = np.fromiter(
+        map(datetime.timestamp, [flat[i].at for i in picked.tolist()]), dtype=np.float64, count=len(picked)
+    )
+    cut = as_of_s[owner]
+    age = (cut - at_s) / _DAY
+    w = spec.usage_window_days
+    seen = at_s < cut
+    recent = np.bincount(owner[seen & (age <= w)], minlength=n)
+    prior = np.bincount(owner[seen & (age > w) & (age <= 2 * w)], minlength=n)
+    out[:, col["usage_recent"]] = recent
+    out[:, col["usage_change"]] = recent - prior
 
 
 @functools.lru_cache(maxsize=65_536, typed=True)

@@ -123,7 +123,7 @@ def build_examples(
         horizon_days, target_event = question.horizon_days, question.target.event
     if horizon_days <= 0:
         raise ValueError("horizon_days must be positive")
-    if target_event in spec.event_types:
+    if target_event in spec.event_types or target_event in spec.usage_types:
         raise ValueError(f"target event {target_event!r} is also a feature in the spec: it would leak")
     n = len(subjects)
     horizon_s = horizon_days * _DAY

@@ -7,7 +7,8 @@ the history at each freeze time::
     [scoring.question]
     entity = "lead"                      # or "account" (the sync layer builds account subjects)
     horizon_days = 30
-    target = { event = "conversion" }    # or dispositions pulled from the CRM:
+    target = { event = "conversion" }    # the lead default; an account's is { event = "opportunity" }
+    # or dispositions pulled from the CRM:
     # target = { event = "disposition", attribute = "value", positive = ["qualified"], negative = ["bad_fit"] }
     population = { event_types = ["form_submit", "email_click"], within_days = 1 }  # responded in the last day
     assuming = { event_types = ["sales_touch", "meeting"], within_days = 1 }         # reached within a day
@@ -25,9 +26,12 @@ from typing import Any
 
 from scoring.errors import FeatureSpecError
 
-__all__ = ["ENTITIES", "EventWindow", "PredictiveQuestion", "Target"]
+__all__ = ["DEFAULT_TARGET_EVENTS", "ENTITIES", "EventWindow", "PredictiveQuestion", "Target"]
 
 ENTITIES = ("lead", "account")
+#: The target event when the question names none: a lead converts; an account gets an opportunity created
+#: (the ``opportunities`` stream; ``target.event = "conversion"`` asks for a conversion of any of its leads).
+DEFAULT_TARGET_EVENTS = {"lead": "conversion", "account": "opportunity"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,7 @@ class PredictiveQuestion:
         horizon = data.get("horizon_days", 30)
         if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= 730:
             raise FeatureSpecError(f"{path}.horizon_days", "must be a whole number of days, 1 to 730")
-        return cls(entity, horizon, _target(data.get("target", {}), f"{path}.target"),
+        return cls(entity, horizon, _target(data.get("target", {}), f"{path}.target", DEFAULT_TARGET_EVENTS[entity]),
                    _window(data.get("population"), f"{path}.population"),
                    _window(data.get("assuming"), f"{path}.assuming"))
 
@@ -81,13 +85,13 @@ def _strings(value: Any, path: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _target(data: Any, path: str) -> Target:
+def _target(data: Any, path: str, default_event: str = "conversion") -> Target:
     if not isinstance(data, Mapping):
         raise FeatureSpecError(path, "must be a table")
     for key in data:
         if key not in ("event", "attribute", "positive", "negative"):
             raise FeatureSpecError(f"{path}.{key}", "unknown key")
-    event = data.get("event", "conversion")
+    event = data.get("event", default_event)
     if not isinstance(event, str) or not event:
         raise FeatureSpecError(f"{path}.event", "must name an event type")
     positive = _strings(data["positive"], f"{path}.positive") if "positive" in data else ()

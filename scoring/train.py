@@ -408,6 +408,7 @@ def train(
     points: PointsModel | None = None,
     serving: ScoringModel | None = None,
     report: bool = True,
+    title: str = "Lead model",
 ) -> ModelCard:
     """Train, gate and export a model into ``out_dir`` (``model.onnx`` + ``card.json``); return its card.
 
@@ -422,7 +423,8 @@ def train(
     The champion must out-rank ``points`` (default: :func:`scoring.heuristic.default_points` of the spec)
     on the validation rows. With ``report`` the evaluation report (:mod:`scoring.report`) and the drift
     reference (:mod:`scoring.monitor`) are written beside the model; ``serving``, the model in service
-    now, joins the report's comparison when it uses the same feature spec."""
+    now, joins the report's comparison when it uses the same feature spec; ``title`` heads the report
+    ("Lead model", "Account model")."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
@@ -441,6 +443,7 @@ def train(
             points=points,
             serving=serving,
             report=report,
+            title=title,
         )
 
 
@@ -460,6 +463,7 @@ def _train(
     points: PointsModel | None,
     serving: ScoringModel | None,
     report: bool,
+    title: str,
 ) -> ModelCard:
     if not 0.0 < validation_share < 1.0:
         raise ValueError("validation_share must be between 0 and 1")
@@ -565,8 +569,11 @@ def _train(
         baseline=baseline,
     )
     if report:
-        _report(out_dir, card, fitted, champion, points.name, baseline_p, valid_ex, serving)
-        _reference(out_dir, model, inputs, output, examples)
+        _report(out_dir, card, fitted, champion, points.name, baseline_p, valid_ex, serving, title)
+        # Drift is judged against the latest freeze times (the out-of-time validation period), the population
+        # serving sees next, not against the average over the whole history: accounts gather leads and people
+        # engagement over time, so the early cutoffs would make today's population look drifted.
+        _reference(out_dir, model, inputs, output, valid_ex)
     _write(out_dir, model, card)
     return card
 
@@ -580,6 +587,7 @@ def _report(
     baseline_p: np.ndarray,
     valid: Examples,
     serving: ScoringModel | None,
+    title: str = "Lead model",
 ) -> None:
     from scoring.report import Compared, write_report
 
@@ -598,7 +606,7 @@ def _report(
         ("ONNX parity", f"max |diff| {card.parity_max_diff:.2e}"),
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_report(out_dir, title=f"Lead model {card.version}", y=valid.y, compared=compared,
+    write_report(out_dir, title=f"{title} {card.version}", y=valid.y, compared=compared,
                  band_validation=card.band_validation, facts=facts, notes=list(card.warnings))
 
 

@@ -133,7 +133,7 @@ def score(csv_path: str, model_dir: str, out: str | None, sep: str | None, warn:
 # model list | promote | rollback | status
 
 
-def _model_dir(ctx: click.Context, given: str | None) -> Path:
+def _model_dir(ctx: click.Context, given: str | None, entity: str = "lead") -> Path:
     if given:
         return Path(given)
     from sync import config
@@ -141,11 +141,19 @@ def _model_dir(ctx: click.Context, given: str | None) -> Path:
     path = (ctx.obj or {}).get("config", "leadrelay.toml")
     if not Path(path).exists():
         raise click.UsageError(f"no config file {path}: give the model folder with --dir")
-    return Path(config.load(path).scoring.model_dir)
+    scoring = config.load(path).scoring
+    if entity == "account":
+        if scoring.account is None:
+            raise click.UsageError("--entity account: the config has no [scoring.account] table (or give --dir)")
+        return Path(scoring.account.model_dir)
+    return Path(scoring.model_dir)
 
 
 _DIR = click.option("--dir", "directory", type=click.Path(file_okay=False),
-                    help="Model registry folder (default: scoring.model_dir of the config).")
+                    help="Model registry folder (default: the config's scoring.model_dir, or [scoring.account] "
+                         "model_dir with --entity account).")
+_ENTITY = click.option("--entity", type=click.Choice(["lead", "account"]), default="lead", show_default=True,
+                       help="Which model's registry: the lead model or the account model ([scoring.account]).")
 
 
 @click.group("model")
@@ -155,13 +163,14 @@ def model() -> None:
 
 @model.command("list")
 @_DIR
+@_ENTITY
 @click.pass_context
 @_clean
-def model_list(ctx: click.Context, directory: str | None) -> None:
+def model_list(ctx: click.Context, directory: str | None, entity: str) -> None:
     """Every version with its role, training time, champion estimator and out-of-sample metrics."""
     from scoring.registry import Registry
 
-    registry = Registry(_model_dir(ctx, directory))
+    registry = Registry(_model_dir(ctx, directory, entity))
     versions = registry.versions()
     if not versions:
         click.echo(f"no models in {registry.root}")
@@ -176,32 +185,35 @@ def model_list(ctx: click.Context, directory: str | None) -> None:
 @model.command("promote")
 @click.argument("version")
 @_DIR
+@_ENTITY
 @click.pass_context
 @_clean
-def model_promote(ctx: click.Context, version: str, directory: str | None) -> None:
+def model_promote(ctx: click.Context, version: str, directory: str | None, entity: str) -> None:
     """Serve VERSION from now on (the current champion stays available for rollback)."""
     from scoring.registry import Registry
 
-    registry = Registry(_model_dir(ctx, directory))
+    registry = Registry(_model_dir(ctx, directory, entity))
     registry.promote(version, at=_now())
     click.echo(f"{version} is the champion in {registry.root}")
 
 
 @model.command("rollback")
 @_DIR
+@_ENTITY
 @click.pass_context
 @_clean
-def model_rollback(ctx: click.Context, directory: str | None) -> None:
+def model_rollback(ctx: click.Context, directory: str | None, entity: str) -> None:
     """Serve again the champion before the current one."""
     from scoring.registry import Registry
 
-    registry = Registry(_model_dir(ctx, directory))
+    registry = Registry(_model_dir(ctx, directory, entity))
     version = registry.rollback(at=_now())
     click.echo(f"rolled back: {version} is the champion in {registry.root}")
 
 
 @model.command("status")
 @_DIR
+@_ENTITY
 @click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
               help="Live rows to measure drift on (tabular models; store models use the store).")
 @click.option("--pipeline", "-p", help="Pipeline whose stored scores to summarise (store models).")
@@ -210,11 +222,12 @@ def model_rollback(ctx: click.Context, directory: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_clean
-def model_status(ctx: click.Context, directory: str | None, csv_path: str | None, pipeline: str | None,
-                 warn: float, alert: float, as_json: bool) -> None:
-    """Champion version and age, challenger, drift (PSI of score and top features), live score spread."""
-    report = _status(ctx, _model_dir(ctx, directory), csv_path=csv_path, pipeline=pipeline, warn=warn,
-                    alert=alert, now=_now())
+def model_status(ctx: click.Context, directory: str | None, entity: str, csv_path: str | None,
+                 pipeline: str | None, warn: float, alert: float, as_json: bool) -> None:
+    """Champion version and age, challenger, drift (PSI of score and top features), live score spread, and the
+    challenger against the champion on outcomes once they are known."""
+    report = _status(ctx, _model_dir(ctx, directory, entity), csv_path=csv_path, pipeline=pipeline, warn=warn,
+                    alert=alert, now=_now(), entity=entity)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
@@ -232,7 +245,7 @@ def _thresholds(warn: float, alert: float) -> Any:
 
 
 def _status(ctx: click.Context, root: Path, *, csv_path: str | None, pipeline: str | None, warn: float,
-            alert: float, now: datetime) -> dict[str, Any]:
+            alert: float, now: datetime, entity: str = "lead") -> dict[str, Any]:
     import numpy as np
 
     from scoring.monitor import Reference, drift
@@ -245,13 +258,14 @@ def _status(ctx: click.Context, root: Path, *, csv_path: str | None, pipeline: s
     info = registry.info(champion)
     trained = datetime.fromisoformat(info.trained_at.replace("Z", "+00:00"))
     age_days = (now - trained).total_seconds() / 86_400
-    out: dict[str, Any] = {"champion": champion, "trained_at": info.trained_at, "age_days": round(age_days, 1),
-                           "challenger": registry.challenger, "kind": info.kind}
-    lines = [f"champion {champion} ({info.kind}, {info.champion_model}), trained {info.trained_at[:19]}, "
+    out: dict[str, Any] = {"entity": entity, "champion": champion, "trained_at": info.trained_at,
+                           "age_days": round(age_days, 1), "challenger": registry.challenger, "kind": info.kind}
+    whose = "account model " if entity == "account" else ""
+    lines = [f"{whose}champion {champion} ({info.kind}, {info.champion_model}), trained {info.trained_at[:19]}, "
              f"{age_days:.1f} days ago; challenger: {registry.challenger or 'none'}"]
     thresholds = _thresholds(warn, alert)
     reference = Reference.read(root)
-    proba, columns = _live(ctx, root, info.kind, csv_path, pipeline, now)
+    proba, columns = _live(ctx, root, info.kind, csv_path, pipeline, now, entity)
     if proba is None:
         lines.append("drift: no live rows (give --csv for a tabular model, or run `leadrelay sync` first)")
     else:
@@ -270,15 +284,16 @@ def _status(ctx: click.Context, root: Path, *, csv_path: str | None, pipeline: s
         else:
             lines.append("drift: no training reference saved with this model (retrain to get one)")
     if info.kind != "tabular":
-        lines += _from_runs(ctx, pipeline, registry.challenger, now, out)
+        lines += _from_runs(ctx, pipeline, registry.challenger, now, out, entity)
     out["lines"] = lines
     return out
 
 
 def _from_runs(ctx: click.Context, pipeline: str | None, challenger: str | None, now: datetime,
-               out: dict[str, Any]) -> list[str]:
-    """The last real run's drift (computed over the leads it scored) and the challenger scored in shadow,
-    compared with the champion on outcomes once the horizon has passed."""
+               out: dict[str, Any], entity: str = "lead") -> list[str]:
+    """The last real run's drift (computed over the leads — or, for the account model, the accounts — it
+    scored) and the challenger scored in shadow, compared with the champion on outcomes once the horizon has
+    passed (an account's outcome: its question's target event on any of its leads)."""
     from sync import config
     from sync.cli import _pipeline_name
     from sync.serving import compare_on_outcomes
@@ -291,26 +306,36 @@ def _from_runs(ctx: click.Context, pipeline: str | None, challenger: str | None,
     if not store_ready(settings.store.url):
         return []
     name = _pipeline_name(settings, pipeline)
-    horizon = int(settings.scoring.question.get("horizon_days", settings.scoring.horizon_days))
-    event = str(dict(settings.scoring.question.get("target", {})).get("event", "conversion"))
+    if entity == "account":
+        from sync.training import account_question
+
+        question = account_question(settings)
+        horizon, event = question.horizon_days, question.target.event
+    else:
+        horizon = int(settings.scoring.question.get("horizon_days", settings.scoring.horizon_days))
+        event = str(dict(settings.scoring.question.get("target", {})).get("event", "conversion"))
+
+    def drift_of(run: dict[str, Any]) -> Any:
+        counts = run["counts"] or {}
+        return (counts.get("account") or {}).get("drift") if entity == "account" else counts.get("drift")
+
     lines = []
     store = Store(settings.store.url)
     with store.unit(dry_run=True) as unit:
-        last = next((r for r in unit.runs(name, limit=50) if not r["dry_run"] and (r["counts"] or {}).get("drift")),
-                    None)
+        last = next((r for r in unit.runs(name, limit=50) if not r["dry_run"] and drift_of(r)), None)
         if last is not None:
-            d = last["counts"]["drift"]
+            d = drift_of(last)
             out["last_run"] = {"id": last["id"], "started_at": str(last["started_at"]), "drift": d}
             top = ", ".join(f"{k} {v:.3f}" for k, v in list(d.get("features", {}).items())[:5])
             lines.append(f"last run #{last['id']} ({last['started_at']:%Y-%m-%d %H:%M}): drift {d['status']}, score "
-                         f"PSI {d['score_psi']:.3f} over {d['rows']} scored lead(s)" + (f"; {top}" if top else ""))
+                         f"PSI {d['score_psi']:.3f} over {d['rows']} scored {entity}(s)" + (f"; {top}" if top else ""))
         if challenger is not None:
             compared = compare_on_outcomes(unit, settings.pipelines[name].source, challenger, horizon_days=horizon,
-                                           now=now, event=event)
+                                           now=now, event=event, entity=entity)
             out["challenger_comparison"] = compared
             auc = compared.get("roc_auc")
-            lines.append(f"challenger {challenger}: {compared['leads']} lead(s) scored in shadow; "
-                         + (f"on {compared['labelled']} outcome(s) ({compared['converted']} converted) ROC-AUC "
+            lines.append(f"challenger {challenger}: {compared[entity + 's']} {entity}(s) scored in shadow; "
+                         + (f"on {compared['labelled']} outcome(s) ({compared['converted']} with {event}) ROC-AUC "
                             f"champion {auc['champion']:.3f} vs challenger {auc['challenger']:.3f}" if auc else
                             f"{compared['labelled']} outcome(s) known so far (horizon {horizon} days): "
                             "not enough to compare"))
@@ -318,10 +343,11 @@ def _from_runs(ctx: click.Context, pipeline: str | None, challenger: str | None,
     return lines
 
 
-def _live(ctx: click.Context, root: Path, kind: str, csv_path: str | None, pipeline: str | None, now: datetime
-          ) -> tuple[Any, dict[str, Any]]:
+def _live(ctx: click.Context, root: Path, kind: str, csv_path: str | None, pipeline: str | None, now: datetime,
+          entity: str = "lead") -> tuple[Any, dict[str, Any]]:
     """Live probabilities and feature columns: scored from ``csv_path`` (tabular) or, for a store model,
-    the stored scores and the features computed as of now from the store (the serving code path)."""
+    the stored scores (the account model's: ``account_score``) and the features computed as of now from the
+    store (the serving code path)."""
     import numpy as np
 
     if kind == "tabular":
@@ -337,7 +363,7 @@ def _live(ctx: click.Context, root: Path, kind: str, csv_path: str | None, pipel
     from sync import config
     from sync.cli import _pipeline_name
     from sync.store import Store, store_ready
-    from sync.subjects import build_subjects
+    from sync.subjects import build_account_subjects, build_subjects
 
     settings = config.load((ctx.obj or {}).get("config", "leadrelay.toml"))
     if not store_ready(settings.store.url):
@@ -346,15 +372,30 @@ def _live(ctx: click.Context, root: Path, kind: str, csv_path: str | None, pipel
     model = ScoringModel.load(root)
     store = Store(settings.store.url)
     with store.unit(dry_run=True) as unit:
-        stored = unit.scores(source)
-        keys = list(stored)
-        leads = unit.load_leads(source, keys)
-        accounts = unit.load_accounts(source, [x["account_key"] for x in leads if x["account_key"]])
+        if entity == "account":
+            from sync.decision_store import account_scores
+
+            stored = account_scores(unit, source)
+            keys = list(stored)
+            accounts = unit.load_accounts(source, keys)
+            leads = unit.load_leads(source, sorted(unit.leads_of_accounts(source, keys)))
+        else:
+            stored = unit.scores(source)
+            keys = list(stored)
+            leads = unit.load_leads(source, keys)
+            accounts = unit.load_accounts(source, [x["account_key"] for x in leads if x["account_key"]])
         activities = unit.load_all_activities(source)
     store.close()
     if not keys:
         return None, {}
-    frame = compute_features(model.spec, build_subjects(leads, accounts, activities), now)
+    if entity == "account":
+        members: dict[str, list[dict[str, Any]]] = {}
+        for lead in leads:
+            members.setdefault(lead["account_key"], []).append(lead)
+        subjects = build_account_subjects(accounts, members, activities, as_of=now)
+    else:
+        subjects = build_subjects(leads, accounts, activities)
+    frame = compute_features(model.spec, subjects, now)
     columns = {n: frame.numeric[:, j] for j, n in enumerate(frame.numeric_names)}
     columns.update({n: frame.categorical[:, j] for j, n in enumerate(frame.categorical_names)})
     return np.array([float(stored[k]["probability"]) for k in keys]), columns

@@ -12,6 +12,7 @@ Conditions (thresholds in ``[alerts]``, see :class:`sync.config.AlertSettings`):
 * ``volume:<stream>`` — records read far from the median of recent runs (``volume_ratio`` either way);
 * ``slow`` — a run over ``slow_ratio`` × the median duration (and over ``slow_min_seconds``);
 * ``drift`` — score drift at the ``alert`` level (``report.drift``, PSI against the training reference);
+  ``drift:account`` — the same for the account model (``report.account["drift"]``, its own reference);
 * ``schema:<stream>.<field>`` — a field the source delivered before now never has a value, or its values
   changed type (fields and types are sampled while pulling: :func:`observe_fields`; the last seen set is
   kept in ``source_fields``).
@@ -170,11 +171,14 @@ def _conditions(unit: Unit, settings: Settings, report: CycleReport) -> dict[str
             slow = took > median_s * a.slow_ratio and took > a.slow_min_seconds
             out["slow"] = (slow, f"run #{report.run_id} took {took:.0f}s, recent median {median_s:.0f}s"
                            + (" — slow" if slow else " — back to usual"))
-    drift = report.drift or {}
-    if drift.get("score_psi") is not None and "note" not in drift:
-        alert = drift.get("status") == "alert"
-        out["drift"] = (alert, f"score drift {drift.get('status')}: PSI {drift['score_psi']:.3f} over "
-                        f"{drift.get('rows')} scored lead(s)" + (" — retrain (`leadrelay train`)" if alert else ""))
+    for condition, entity, drift in (("drift", "lead", report.drift or {}),
+                                     ("drift:account", "account", (report.account or {}).get("drift") or {})):
+        if drift.get("score_psi") is not None and "note" not in drift:
+            alert = drift.get("status") == "alert"
+            train = "`leadrelay train`" if entity == "lead" else "`leadrelay train --entity account`"
+            head = "score drift" if entity == "lead" else "account model score drift"
+            out[condition] = (alert, f"{head} {drift.get('status')}: PSI {drift['score_psi']:.3f} over "
+                              f"{drift.get('rows')} scored {entity}(s)" + (f" — retrain ({train})" if alert else ""))
     return out
 
 

@@ -197,7 +197,7 @@ def _spec_problems(spec: AudienceSpec | _Draft) -> list[tuple[str, str]]:
     if not isinstance(channel, Channel):
         problems.append(("channel", f"must be one of: {', '.join(c.value for c in Channel)}; got {spec.channel!r}"))
     if spec.qualifying_activities is not None:
-        known = {t.value for t in ActivityType}
+        known = {t.value for t in ActivityType} - {ActivityType.DISPOSITION.value}  # a rep's verdict, not the person's
         unknown = sorted(set(spec.qualifying_activities) - known)
         if not spec.qualifying_activities:
             problems.append(("qualifying_activities", "must name at least one activity type (leave it out for any)"))
@@ -313,9 +313,10 @@ def decayed_score(score: float, scored_at: datetime, now: datetime, half_life_ho
 
 
 def last_qualifying(candidate: Candidate, spec: AudienceSpec, now: datetime) -> datetime | None:
-    """The latest qualifying activity up to ``now`` (later ones are not known yet at ``now``)."""
+    """The latest qualifying activity up to ``now`` (later ones are not known yet at ``now``). "Any type"
+    means anything the person did: a rep's disposition is not the person's activity."""
     times = [_aware(t, "activity time") for kind, t in candidate.last_activity.items()
-             if spec.qualifying_activities is None or kind in spec.qualifying_activities]
+             if (kind != "disposition" if spec.qualifying_activities is None else kind in spec.qualifying_activities)]
     return max((t for t in times if t <= now), default=None)
 
 

@@ -330,24 +330,37 @@ def run(ctx: click.Context, agent_id: str | None) -> None:
 
 
 @main.command()
-@click.argument("person")
+@click.argument("person", required=False)
+@click.option("--account", "account_key", metavar="KEY",
+              help="Explain an account instead: its account-model score, band, version and top reasons.")
 @click.option("--pipeline", "-p", help="Pipeline whose source the person belongs to (default: the only one).")
 @click.option("--reveal", is_flag=True, help="Show personal data unmasked (an authorised audit only).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @_fail_cleanly
-def explain(ctx: click.Context, person: str, pipeline: str | None, reveal: bool, as_json: bool) -> None:
+def explain(ctx: click.Context, person: str | None, account_key: str | None, pipeline: str | None, reveal: bool,
+            as_json: bool) -> None:
     """One person's whole story: record, score and reasons, consent, audiences, routing, holdouts, operations
-    and their outcomes, and the audit entries about them. Personal data is masked unless --reveal."""
+    and their outcomes, and the audit entries about them. Personal data is masked unless --reveal.
+
+    With --account KEY, an account's: its latest account-model score, band and model version, the features
+    and top reasons behind it recomputed through the serving path (and whether they reproduce the stored
+    score), its leads and the operations on it."""
     from sync import audit
     from sync.explain import explain as story_of
     from sync.masking import mask_record
     from sync.store import Store, store_ready
 
+    if (person is None) == (account_key is None):
+        raise click.UsageError("give either PERSON (a lead key) or --account KEY")
     settings = _settings(ctx)
     source = settings.pipelines[_pipeline_name(settings, pipeline)].source
     if not store_ready(settings.store.url):
         raise click.ClickException("no runs yet: nothing to explain")
+    if account_key is not None:
+        _explain_account(settings, source, account_key, pipeline=pipeline, reveal=reveal, as_json=as_json)
+        return
+    assert person is not None
     store = Store(settings.store.url)
     with store.unit(dry_run=True) as unit:
         story = story_of(unit, source, person, reveal=reveal, model_dir=settings.scoring.model_dir,
@@ -360,6 +373,46 @@ def explain(ctx: click.Context, person: str, pipeline: str | None, reveal: bool,
     if story is None:
         raise click.ClickException(f"no lead {person!r} in source {source!r}")
     click.echo(json.dumps(story, indent=2, default=str) if as_json else _render_story(story))
+
+
+def _explain_account(settings: Any, source: str, account_key: str, *, pipeline: str | None, reveal: bool,
+                     as_json: bool) -> None:
+    from sync.explain import explain_account
+    from sync.store import Store
+
+    account = settings.scoring.account
+    store = Store(settings.store.url)
+    with store.unit(dry_run=True) as unit:
+        story = explain_account(
+            unit, source, account_key, reveal=reveal, model_dir=account.model_dir if account is not None else None,
+            retention_days=settings.pipelines[_pipeline_name(settings, pipeline)].activity_retention_days)
+    store.close()
+    if story is None:
+        raise click.ClickException(f"no account {account_key!r} in source {source!r}")
+    click.echo(json.dumps(story, indent=2, default=str) if as_json else _render_account_story(story))
+
+
+def _render_account_story(story: dict[str, Any]) -> str:
+    record, score, features = story["record"], story["score"], story.get("features") or {}
+    lines = [f"account {story['account']}: {record.get('name') or ''} ({record.get('domain') or 'no domain'}), "
+             f"{len(story['leads'])} lead(s)"]
+    if score is None:
+        lines.append("  not scored by the account model yet")
+    else:
+        lines.append(f"  account score {score['score']} (band {score['band']}, p={score['probability']:.3f}, model "
+                     f"{score['model_version']}, {score['scored_at']})")
+        lines += [f"    + {r}" for r in features.get("reasons_positive", [])]
+        lines += [f"    - {r}" for r in features.get("reasons_negative", [])]
+    if features.get("values"):
+        check = "reproduces the stored score" if features["reproduces_score"] else features["note"]
+        lines.append(f"  features as of {features['as_of']} ({features['method']}; {check}):")
+        lines += [f"    {name} = {value}" for name, value in features["values"].items()]
+    elif features.get("note"):
+        lines.append(f"  features: {features['note']}")
+    for o in story["operations"]:
+        error = f" — {o['last_error']}" if o["last_error"] else ""
+        lines.append(f"  op #{o['id']} {o['operation']} → {o['destination']}: {o['status']}{error} ({o['reason']})")
+    return "\n".join(lines)
 
 
 def _render_story(story: dict[str, Any]) -> str:

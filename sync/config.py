@@ -99,6 +99,7 @@ class ScoringSettings(_Strict):
     rescore_after_hours: float = Field(24.0, gt=0)
     features: dict[str, Any] = Field(default_factory=dict)  # intent features; validated by scoring.FeatureSpec
     fit: dict[str, Any] = Field(default_factory=dict)       # fit features and the ICP; likewise
+    timing: dict[str, Any] = Field(default_factory=dict)    # renewal proximity and usage decay; likewise
     # The predictive question (entity, population, target, assuming); validated by scoring.PredictiveQuestion.
     question: dict[str, Any] = Field(default_factory=dict)
     drift: DriftSettings = DriftSettings()
@@ -107,7 +108,7 @@ class ScoringSettings(_Strict):
 
     def feature_mapping(self) -> dict[str, Any]:
         """The ``scoring.FeatureSpec`` mapping these settings describe (empty: the defaults)."""
-        return {k: v for k, v in (("features", self.features), ("fit", self.fit)) if v}
+        return {k: v for k, v in (("features", self.features), ("fit", self.fit), ("timing", self.timing)) if v}
 
 
 class FollowUpSettings(_Strict):
@@ -133,7 +134,7 @@ class FollowUpSettings(_Strict):
 class PipelineSettings(_Strict):
     source: str
     destination: str
-    streams: tuple[str, ...] = ("accounts", "leads", "activities", "consent")
+    streams: tuple[str, ...] = ("accounts", "opportunities", "leads", "activities", "consent")
     interval_seconds: int = Field(900, ge=10)
     # `leadrelay run`: a cron expression instead of the interval ("m h dom mon dow", or six fields with
     # seconds first); and an optional fast poll, an incremental cycle every N seconds in between.
@@ -145,6 +146,9 @@ class PipelineSettings(_Strict):
     follow_up: FollowUpSettings | None = None
     audiences: tuple[str, ...] = ()   # names of [audiences.*] tables this pipeline keeps
     routing: str | None = None        # name of the [routing.*] rule that routes this pipeline's leads
+    # A lead field holding the rep's verdict (HubSpot hs_lead_status, Salesforce Status, or a canonical field
+    # such as lifecycle_stage): each change is recorded as a `disposition` event, usable as a training label.
+    disposition_field: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_follow_up(self) -> PipelineSettings:
@@ -363,7 +367,7 @@ def parse(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, sourc
     from scoring.features import FeatureSpec
 
     try:
-        FeatureSpec.from_mapping(settings.scoring.feature_mapping())
+        spec = FeatureSpec.from_mapping(settings.scoring.feature_mapping())
     except FeatureSpecError as exc:
         raise ConfigError([f"scoring.{exc.path}: {exc.problem}"], source=source) from None
     if settings.scoring.question:
@@ -378,6 +382,12 @@ def parse(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, sourc
             raise ConfigError([f"scoring.question.entity: {question.entity!r} belongs in "
                                "[scoring.account.question] (the account model); [scoring.question] is the lead "
                                "model's (use entity = \"lead\")"], source=source)
+        if question.target.event in spec.usage_types:
+            # Counting the target as usage would hand the model the outcome (build_examples refuses it too).
+            at = spec.usage_types.index(question.target.event)
+            raise ConfigError([f"scoring.timing.usage_types[{at}]: {question.target.event!r} is the "
+                               "training target ([scoring.question] target.event); counting it would leak the "
+                               "outcome"], source=source)
     account = settings.scoring.account
     if account is not None and account.question:
         from scoring.question import PredictiveQuestion

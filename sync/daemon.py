@@ -498,11 +498,12 @@ def run_daemon(settings: Settings, *, agent: str | None = None, announce: Callab
 # `leadrelay status`
 
 
-def model_version(settings: Settings) -> str | None:
-    """The serving model's version from its card (``None`` when no model was trained yet)."""
+def model_version(settings: Settings, directory: str | Path | None = None) -> str | None:
+    """The serving model's version from its card in ``directory`` (default: the lead model's
+    ``scoring.model_dir``); ``None`` when no model was trained yet."""
     import json
 
-    card = Path(settings.scoring.model_dir) / "card.json"
+    card = Path(directory if directory is not None else settings.scoring.model_dir) / "card.json"
     try:
         return str(json.loads(card.read_text(encoding="utf-8")).get("version")) or None
     except (OSError, ValueError, AttributeError):
@@ -512,7 +513,8 @@ def model_version(settings: Settings) -> str | None:
 def pipeline_status(settings: Settings, store: Store, *, now: datetime | None = None, runs: int = 5,
                     only: str | None = None) -> list[dict[str, Any]]:
     """Per pipeline: schedule, last runs with counts, next run, lease, outbox depth, dead letters, model
-    version, the last recorded drift and the alerts active now. Reads only."""
+    version, the last recorded drift, the account model's version and drift (with ``[scoring.account]``) and the
+    alerts active now. Reads only."""
     import sqlalchemy as sa
 
     from sync.alerts import active_alerts
@@ -522,6 +524,8 @@ def pipeline_status(settings: Settings, store: Store, *, now: datetime | None = 
     now = now or utcnow()
     leases = lease_table(store)
     version = model_version(settings)
+    account_dir = settings.scoring.account.model_dir if settings.scoring.account is not None else None
+    account_version = model_version(settings, account_dir) if account_dir is not None else None
     t = OutboxRow.__table__
     out = []
     with store.unit(dry_run=True) as unit:
@@ -544,6 +548,9 @@ def pipeline_status(settings: Settings, store: Store, *, now: datetime | None = 
             lease = leases.get(name)
             drift = next((r["counts"]["drift"] for r in rows
                           if isinstance(r["counts"].get("drift"), dict) and r["counts"]["drift"]), None)
+            account_drift = next((r["counts"]["account"]["drift"] for r in rows
+                                  if isinstance(r["counts"].get("account"), dict)
+                                  and r["counts"]["account"].get("drift")), None)
             out.append({
                 "pipeline": name,
                 "schedule": f"cron {pipe.cron}" if pipe.cron else f"every {pipe.interval_seconds}s",
@@ -556,6 +563,8 @@ def pipeline_status(settings: Settings, store: Store, *, now: datetime | None = 
                 "dead_letters": by_status.get((name, "rejected"), 0),
                 "model_version": version,
                 "drift": drift,
+                **({"account_model": {"version": account_version, "drift": account_drift}}
+                   if account_dir is not None else {}),
                 "alerts": alerts.get(name, []),
                 "runs": [_run_summary(r) for r in rows],
             })
@@ -594,6 +603,11 @@ def render_status(rows: list[dict[str, Any]]) -> str:
         drift_text = f", score PSI {drift['score_psi']:.3f}" if drift and "score_psi" in drift else ""
         lines.append(f"  outbox open {p['outbox_open']}, dead letters {p['dead_letters']}, model "
                      f"{p['model_version'] or 'none'}{drift_text}")
+        if "account_model" in p:
+            account = p["account_model"]
+            psi = (account["drift"] or {}).get("score_psi")
+            lines.append(f"  account model {account['version'] or 'none'}"
+                         + (f", score PSI {psi:.3f}" if psi is not None else ""))
         for a in p.get("alerts", []):
             lines.append(f"  ALERT {a['condition']} since {(a['since'] or '')[:19].replace('T', ' ')}: "
                          f"{a['message']}")

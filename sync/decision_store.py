@@ -112,15 +112,43 @@ class ShadowScoreRow(SQLModel, table=True):
     first_champion_probability: float
 
 
+class AccountShadowScoreRow(SQLModel, table=True):
+    """A challenger account model's score of an account, scored in shadow beside the champion account
+    model's (the account counterpart of :class:`ShadowScoreRow`): never planned, never pushed."""
+
+    __tablename__ = "account_shadow_score"
+    source: str = Field(primary_key=True)
+    account_key: str = Field(primary_key=True)
+    model_version: str = Field(primary_key=True)
+    probability: float
+    score: int
+    band: str
+    scored_at: datetime = Field(sa_type=sa.DateTime())
+    first_scored_at: datetime = Field(sa_type=sa.DateTime())
+    first_probability: float
+    first_champion_probability: float
+
+
 def save_shadow_scores(unit: Unit, source: str, version: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Rows of ``lead_key, probability, score, band, champion_probability, scored_at``; the first score of
     each lead is kept, the latest replaced."""
-    unit._exec_many(ShadowScoreRow.__table__, [
-        {"source": source, "lead_key": r["lead_key"], "model_version": version, "probability": float(r["probability"]),
+    _save_shadow(unit, ShadowScoreRow.__table__, "lead_key", source, version, rows)
+
+
+def save_account_shadow_scores(unit: Unit, source: str, version: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows of ``account_key, probability, score, band, champion_probability, scored_at`` (the account model's
+    challenger); the first score of each account is kept, the latest replaced."""
+    _save_shadow(unit, AccountShadowScoreRow.__table__, "account_key", source, version, rows)
+
+
+def _save_shadow(unit: Unit, table: sa.Table, key: str, source: str, version: str,
+                 rows: Sequence[Mapping[str, Any]]) -> None:
+    unit._exec_many(table, [
+        {"source": source, key: r[key], "model_version": version, "probability": float(r["probability"]),
          "score": int(r["score"]), "band": str(r["band"]), "scored_at": _naive(r["scored_at"]),
          "first_scored_at": _naive(r["scored_at"]), "first_probability": float(r["probability"]),
          "first_champion_probability": float(r["champion_probability"])} for r in rows
-    ], ["source", "lead_key", "model_version"], update=["probability", "score", "band", "scored_at"])
+    ], ["source", key, "model_version"], update=["probability", "score", "band", "scored_at"])
 
 
 class AccountScoreRow(SQLModel, table=True):
@@ -153,10 +181,25 @@ def account_scores(unit: Unit, source: str) -> dict[str, dict[str, Any]]:
 
 
 def shadow_scores(unit: Unit, source: str, version: str) -> list[dict[str, Any]]:
-    t = ShadowScoreRow.__table__
+    return _shadow_rows(unit, ShadowScoreRow.__table__, source, version)
+
+
+def account_shadow_scores(unit: Unit, source: str, version: str) -> list[dict[str, Any]]:
+    """The account challenger ``version``'s stored shadow scores (``account_key``, latest and first)."""
+    return _shadow_rows(unit, AccountShadowScoreRow.__table__, source, version)
+
+
+def _shadow_rows(unit: Unit, t: sa.Table, source: str, version: str) -> list[dict[str, Any]]:
     rows = unit.conn.execute(sa.select(t).where(t.c.source == source, t.c.model_version == version))
     return [{**dict(r._mapping), "scored_at": _aware(r.scored_at), "first_scored_at": _aware(r.first_scored_at)}
             for r in rows]
+
+
+def account_score(unit: Unit, source: str, account_key: str) -> dict[str, Any] | None:
+    """The account model's latest score of one account (``None`` if it was never scored)."""
+    t = AccountScoreRow.__table__
+    row = unit.conn.execute(sa.select(t).where(t.c.source == source, t.c.account_key == account_key)).first()
+    return None if row is None else {**dict(row._mapping), "scored_at": _aware(row.scored_at)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -428,13 +471,16 @@ def _aware(value: datetime) -> datetime:
 
 __all__ = [
     "AccountScoreRow",
+    "AccountShadowScoreRow",
     "AssignmentRow",
     "ConsentEventRow",
     "HoldoutRow",
     "MembershipRow",
     "RoutingCounterRow",
     "ShadowScoreRow",
+    "account_score",
     "account_scores",
+    "account_shadow_scores",
     "assignment_of",
     "consent_history",
     "holdout_cohort",
@@ -447,6 +493,7 @@ __all__ = [
     "record_holdouts",
     "record_stays",
     "save_account_scores",
+    "save_account_shadow_scores",
     "save_consent",
     "save_routing",
     "save_shadow_scores",

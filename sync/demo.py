@@ -1,8 +1,9 @@
 """`leadrelay demo`: the whole product end to end on the embedded defaults (SQLite + the sandbox).
 
 It serves a seeded HubSpot sandbox on a loopback port, writes a config pointing at it, then runs the
-real commands' functions in order: a first sync (pull only — there is no model yet), training from the
-store's history, a dry run, a real sync and an unchanged re-sync. It prints what happened at each step
+real commands' functions in order: a first sync (pull only — there is no model yet), training the lead model
+and the account model (labelled by the deals pulled as opportunities) from the store's history, a dry run, a
+real sync and an unchanged re-sync. It prints what happened at each step
 and, from the sandbox's own counters, what reached the "CRM".
 """
 
@@ -33,6 +34,10 @@ horizon_days = 30
 min_examples = 200
 min_positives = 20
 
+# The account model: label = an opportunity (a HubSpot deal) created on the company within horizon_days.
+[scoring.account]
+model_dir = "{account_models}"
+
 [scoring.fit.icp]
 industries = ["COMPUTER_SOFTWARE", "INFORMATION_TECHNOLOGY_AND_SERVICES", "FINANCIAL_SERVICES",
               "MARKETING_AND_ADVERTISING"]
@@ -52,7 +57,8 @@ destination = "hubspot"
 def _write_config(workdir: Path) -> Path:
     path = workdir / "leadrelay.toml"
     path.write_text(CONFIG_TEMPLATE.format(store=(workdir / "leadrelay.db").as_posix(),
-                                           models=(workdir / "models" / "lead").as_posix()))
+                                           models=(workdir / "models" / "lead").as_posix(),
+                                           account_models=(workdir / "models" / "account").as_posix()))
     return path
 
 
@@ -66,7 +72,7 @@ def run_demo(workdir: Path, *, contacts: int, seed: int, echo: Callable[[str], N
     from sync.pipeline import run_cycle_sync
     from sync.report import render_cycle, render_training
     from sync.store import Store
-    from sync.training import train_from_store
+    from sync.training import train_accounts_from_store, train_from_store
 
     started = time.perf_counter()
     if workdir.exists():
@@ -91,6 +97,9 @@ def run_demo(workdir: Path, *, contacts: int, seed: int, echo: Callable[[str], N
 
         echo("\n3. Training a lead model from the store's history")
         echo(render_training(train_from_store(settings, name, store, now=datetime.now(UTC))))
+
+        echo("\n3b. Training an account model: will a deal (opportunity) be created on the company within 30 days?")
+        echo(render_training(train_accounts_from_store(settings, name, store, now=datetime.now(UTC))))
 
         echo("\n4. Dry run: the whole plan, nothing written")
         before = _writes(sandbox)

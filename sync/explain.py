@@ -8,7 +8,9 @@ The feature values are not stored with each score: they are recomputed through t
 (:func:`sync.subjects.build_subjects` and :func:`scoring.compute_features`, the same retention window) as of
 the score's time, with the model version that scored it, and checked by scoring them again — when the
 probability comes out as stored, they are exactly what the model saw; when not (the record, its account or
-its activities changed since), the story says so. ``leadrelay report lift`` compares the
+its activities changed since), the story says so. ``leadrelay explain --account KEY`` tells an account's story
+the same way: its account-model score, and the features and reasons behind it recomputed through the serving
+path (account scores are stored without reasons; they are worded here). ``leadrelay report lift`` compares the
 conversion of treated and control subjects of each holdout rule (:func:`sync.holdouts.lift`). Personal data
 is masked unless the caller reveals it for an authorised audit.
 """
@@ -66,12 +68,29 @@ def score_features(unit: Unit, source: str, person: str, score: Mapping[str, Any
                    retention_days: int = 180) -> dict[str, Any]:
     """The feature values behind ``score`` (a stored score row), recomputed as of its time with the model
     version that produced it, and whether they reproduce its probability (see the module docstring)."""
-    from scoring import ModelLoadError, ScoringError, ScoringModel, compute_features
-    from scoring.card import CARD_FILE
-    from scoring.registry import Registry, RegistryError
+    from scoring import compute_features
     from sync.subjects import build_subjects
 
     version, at = str(score["model_version"]), score["scored_at"]
+    model = _model_version(model_dir, version)
+    if isinstance(model, str):
+        return {"note": model}
+    leads = unit.load_leads(source, [person])
+    accounts = unit.load_accounts(source, [x["account_key"] for x in leads if x["account_key"]])
+    activities = unit.load_activities(source, [person], at - timedelta(days=retention_days))
+    frame = compute_features(model.spec, build_subjects(leads, accounts, activities), at)
+    probability = float(model.predict_proba(frame)[0])
+    return _recomputed(frame, version, at, probability, score,
+                       "the lead, its account or its activities changed since it was scored")
+
+
+def _model_version(model_dir: str | Path, version: str) -> Any:
+    """Model ``version`` from the registry at ``model_dir`` (its version folder, else the root), or a note
+    saying why it cannot be loaded."""
+    from scoring import ModelLoadError, ScoringError, ScoringModel
+    from scoring.card import CARD_FILE
+    from scoring.registry import Registry, RegistryError
+
     root = Path(model_dir)
     try:
         folder = Registry(root).version_dir(version)
@@ -82,14 +101,15 @@ def score_features(unit: Unit, source: str, person: str, score: Mapping[str, Any
     try:
         model = ScoringModel.load(folder)
     except (ModelLoadError, ScoringError) as exc:
-        return {"note": f"model {version} cannot be loaded: {exc}"}
+        return f"model {version} cannot be loaded: {exc}"
     if model.version != version:
-        return {"note": f"model {version} is no longer in {root}: its features cannot be recomputed"}
-    leads = unit.load_leads(source, [person])
-    accounts = unit.load_accounts(source, [x["account_key"] for x in leads if x["account_key"]])
-    activities = unit.load_activities(source, [person], at - timedelta(days=retention_days))
-    frame = compute_features(model.spec, build_subjects(leads, accounts, activities), at)
-    probability = float(model.predict_proba(frame)[0])
+        return f"model {version} is no longer in {root}: its features cannot be recomputed"
+    return model
+
+
+def _recomputed(frame: Any, version: str, at: datetime, probability: float, score: Mapping[str, Any],
+                changed: str) -> dict[str, Any]:
+    """Row 0 of ``frame`` as the story shows it, and whether ``probability`` reproduces the stored score."""
     values: dict[str, Any] = {}
     for j, name in enumerate(frame.numeric_names):
         v = float(frame.numeric[0, j])
@@ -100,10 +120,65 @@ def score_features(unit: Unit, source: str, person: str, score: Mapping[str, Any
         "model_version": version, "as_of": at.isoformat(),
         "method": "recomputed through the serving path as of the score's time",
         "reproduces_score": reproduced, "probability_recomputed": round(probability, 6),
-        "note": None if reproduced else ("the lead, its account or its activities changed since it was scored: "
-                                         "these values are today's record as of that time, not what the model saw"),
+        "note": None if reproduced else (f"{changed} since it was scored: these values are today's record as of "
+                                         "that time, not what the model saw"),
         "values": values,
     }
+
+
+def explain_account(unit: Unit, source: str, account_key: str, *, reveal: bool = False,
+                    model_dir: str | Path | None = None, retention_days: int = 180) -> dict[str, Any] | None:
+    """What the store knows about account ``account_key`` of ``source`` and its account-model score; ``None`` if
+    it knows nothing. With ``model_dir`` (the account model's registry), the features and the reasons behind
+    the latest score, recomputed through the serving path (see :func:`account_score_features`)."""
+    found = unit.load_accounts(source, [account_key])
+    if account_key not in found:
+        return None
+    record = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in found[account_key].items()
+              if k not in ("source", "content_hash")}
+    score = memory.account_score(unit, source, account_key)
+    features = None
+    if score is not None and model_dir is not None:
+        features = account_score_features(unit, source, account_key, score, model_dir=model_dir,
+                                          retention_days=retention_days)
+    if score is not None:
+        score = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in score.items()
+                 if k not in ("source", "account_key")}
+    story: dict[str, Any] = {
+        "account": account_key,
+        "record": record,
+        "leads": sorted(unit.leads_of_accounts(source, [account_key])),
+        "score": score,
+        "features": features,
+        "operations": operations_for(unit, account_key),
+    }
+    return dict(mask_record(story, reveal=reveal))
+
+
+def account_score_features(unit: Unit, source: str, account_key: str, score: Mapping[str, Any], *,
+                           model_dir: str | Path, retention_days: int = 180) -> dict[str, Any]:
+    """The account subject behind ``score`` (a stored ``account_score`` row) rebuilt as the cycle builds it —
+    its leads, their activities in the retention window, as of the score's time — scored again by the model
+    version that produced it, with its reasons (the model-agnostic occlusion of :mod:`scoring.model`, worded by
+    ``scoring._reasons``) and whether the probability reproduces the stored one."""
+    from scoring import compute_features
+    from sync.subjects import build_account_subjects
+
+    version, at = str(score["model_version"]), score["scored_at"]
+    model = _model_version(model_dir, version)
+    if isinstance(model, str):
+        return {"note": model}
+    accounts = unit.load_accounts(source, [account_key])
+    members = unit.load_leads(source, sorted(unit.leads_of_accounts(source, [account_key])))
+    activities = unit.load_activities(source, [lead["key"] for lead in members], at - timedelta(days=retention_days))
+    subjects = build_account_subjects(accounts, {account_key: members}, activities, as_of=at)
+    frame = compute_features(model.spec, subjects, at)
+    batch = model.score(frame)
+    out = _recomputed(frame, version, at, float(batch.probability[0]), score,
+                      "the account, its leads or their activities changed")
+    out.update(score=int(batch.score[0]), band=str(batch.band[0]),
+               reasons_positive=list(batch.reasons_positive[0]), reasons_negative=list(batch.reasons_negative[0]))
+    return out
 
 
 def _holdouts_of(unit: Unit, person: str) -> list[dict[str, Any]]:
@@ -176,4 +251,5 @@ def _first_conversions(unit: Unit, source: str, people: list[str]) -> Mapping[st
     return out
 
 
-__all__ = ["explain", "lift_report", "operations_for", "score_features"]
+__all__ = ["account_score_features", "explain", "explain_account", "lift_report", "operations_for",
+           "score_features"]

@@ -43,8 +43,8 @@ class Metrics:
         self.rate_waited = Gauge("leadrelay_rate_budget_waited_seconds",
                                  "Seconds requests waited for rate budget since start", ["connector", "account"],
                                  registry=r)
-        self.drift = Gauge("leadrelay_score_drift_psi", "Score PSI against the training reference (last run)",
-                           ["pipeline"], registry=r)
+        self.drift = Gauge("leadrelay_score_drift_psi", "Score PSI against the training reference (last run), by "
+                           "model: entity lead or account", ["pipeline", "entity"], registry=r)
         self.latency = Histogram("leadrelay_trigger_to_delivery_seconds",
                                  "From webhook receipt to the end of delivery of the cycle it caused",
                                  ["pipeline"], buckets=LATENCY_BUCKETS, registry=r)
@@ -75,9 +75,10 @@ class Metrics:
         for delivery in report.delivery:
             for outcome, n in delivery.get("outcomes", {}).items():
                 self.operations.labels(name, delivery["destination"], outcome).inc(n)
-        drift = getattr(report, "drift", None)  # added by the monitoring work when a reference exists
-        if isinstance(drift, Mapping) and isinstance(drift.get("score_psi"), int | float):
-            self.drift.labels(name).set(float(drift["score_psi"]))
+        account = getattr(report, "account", None) or {}
+        for entity, drift in (("lead", getattr(report, "drift", None)), ("account", account.get("drift"))):
+            if isinstance(drift, Mapping) and isinstance(drift.get("score_psi"), int | float):
+                self.drift.labels(name, entity).set(float(drift["score_psi"]))
         if report.finished_at is not None:
             self.last_run.labels(name).set(report.finished_at.timestamp())
 

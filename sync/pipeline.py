@@ -29,6 +29,7 @@ from connectors.base import (
     ConsentChange,
     FixConfiguration,
     Lead,
+    Opportunity,
     Page,
     QuotaExhausted,
 )
@@ -56,9 +57,10 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], datetime]
 Transports = Mapping[str, httpx.AsyncBaseTransport]
-STREAM_ORDER = ("accounts", "leads", "activities", "consent")
+STREAM_ORDER = ("accounts", "opportunities", "leads", "activities", "consent")
 SCORE_OPERATION = "update_lead"
 TASK_OPERATION = "create_task"
+ACCOUNT_OPERATION = "update_account"
 # Pages are committed together with their cursor; committing every few thousand records instead of every
 # page keeps that guarantee (a crash loses uncommitted pages *and* their cursor moves) at a fraction of the
 # fsyncs.
@@ -208,12 +210,18 @@ class Cycle:
         self.scoring_on = scoring_on
         self.challenger: ScoringModel | None = None  # loaded by score(): the registry's, scored in shadow
         self.account_model: ScoringModel | None = None  # loaded by score(): [scoring.account]'s, if trained
+        self.account_challenger: ScoringModel | None = None  # loaded by score(): the account registry's, in shadow
         self._account_scores: dict[str, tuple[int, str]] = {}  # account -> (score, band), this cycle
+        self._accounts_planned: set[str] = set()  # of those, the ones whose update_account is planned
+        self._account_fields_decided: tuple[bool, frozenset[str] | None] | None = None  # see _account_fields
+        self._account_watch: Any = None  # serving.DriftWatch of the account model, when it has a reference
+        self._account_shadow: Any = None  # serving.ShadowComparison of the account challenger
         self.affected: set[str] = set()
         self.scored_keys: set[str] = set()
         self._owners: dict[str, str] = {}
         self.decisions: Any = None  # sync.decide.Decisions once decided
         self._changed_accounts: set[str] = set()
+        self._warned_disposition = False
         self._uncommitted = 0
         self.planned = Plan(())
         self.plan_seconds = 0.0
@@ -311,7 +319,7 @@ class Cycle:
             found: set[str] = set()
             try:
                 async for page in self.source.fetch(stream, keys):
-                    found.update(r.key for r in page.records if isinstance(r, Lead | Account))
+                    found.update(r.key for r in page.records if isinstance(r, Lead | Account | Opportunity))
                     await asyncio.to_thread(self._store_page, stream, page)
                     if self.stopping():
                         break
@@ -331,12 +339,30 @@ class Cycle:
         if self._changed_accounts:
             self.affected |= self.unit.leads_of_accounts(self.pipe.source, self._changed_accounts)
 
+    def _dispositions(self, leads: Sequence[Lead]) -> list[Activity]:
+        """``disposition`` events for the page's leads whose disposition field changed (sync.dispositions),
+        read against the stored leads before the page replaces them."""
+        from sync.dispositions import disposition_changes
+
+        field = self.pipe.disposition_field
+        assert field is not None
+        stored = {row["key"]: row for row in self.unit.load_leads(self.pipe.source, [lead.key for lead in leads])}
+        events, present = disposition_changes(field, leads, stored)
+        if not present and not self._warned_disposition:
+            self._warned_disposition = True
+            self.report.warnings.append(
+                f"disposition_field {field!r} is on none of the leads pulled: add it to the source's extra "
+                f"properties (HubSpot extra_contact_properties, Salesforce extra_lead_fields)")
+        self.report.changed["dispositions"] += len(events)
+        return events
+
     def _store_page(self, stream: str, page: Page) -> None:
         src = self.pipe.source
         leads = [r for r in page.records if isinstance(r, Lead)]
         accounts = [r for r in page.records if isinstance(r, Account)]
         activities = [r for r in page.records if isinstance(r, Activity)]
         consent = [r for r in page.records if isinstance(r, ConsentChange)]
+        opportunities = [r for r in page.records if isinstance(r, Opportunity)]
         self.report.read[stream] += len(page.records)
         observe_fields(self.report.fields, self.report.fields_sampled, stream, page.records)
         # What a change makes due for rescoring is marked in the change's own transaction: ``affected`` only
@@ -347,6 +373,13 @@ class Cycle:
             self.report.changed["accounts"] += len(changed)
             if changed:
                 self.unit.mark_for_rescore(src, self.unit.leads_of_accounts(src, changed))
+        if opportunities:
+            changed = self.unit.upsert_opportunities(src, opportunities)
+            self.report.changed["opportunities"] += len(changed)
+            # An account whose opportunities changed is a changed account: the account model rescores it.
+            self._changed_accounts |= {o.account_key for o in opportunities if o.key in changed and o.account_key}
+        if leads and self.pipe.disposition_field:
+            activities = [*activities, *self._dispositions(leads)]
         if leads:
             changed = self.unit.upsert_leads(src, leads)
             self.affected |= changed
@@ -409,8 +442,7 @@ class Cycle:
         shadow = serving.ShadowComparison.start(self.challenger.version) if self.challenger is not None else None
         self.account_model = serving.load_account_model(self.settings)
         if self.account_model is not None:
-            self.report.account = {"model_version": self.account_model.version, "scored": 0}
-            self.report.seconds["account"] = 0.0
+            self._start_accounts()
         if self.pipe.routing is not None:
             from sync.decision_store import owners_by_lead
 
@@ -480,31 +512,82 @@ class Cycle:
         if shadow is not None:
             self.report.challenger = shadow.result()
             self.report.seconds["shadow"] = shadow.seconds
+        if self.account_model is not None:
+            self._score_changed_accounts(since)
+            self._finish_accounts()
 
-    def _shadow(self, shadow: Any, subjects: list[Any], frame: FeatureFrame, batch: ScoreBatch) -> None:
-        """Score the batch with the challenger too and store its scores: compared in the report, never planned
-        (a challenger trained with its own spec gets its own features, computed the same way)."""
+    def _shadow(self, shadow: Any, subjects: list[Any], frame: FeatureFrame, batch: ScoreBatch, *,
+                entity: str = "lead") -> None:
+        """Score the batch with the challenger too (``entity="account"``: the account model's challenger) and
+        store its scores: compared in the report, never planned (a challenger trained with its own spec gets its
+        own features, computed the same way)."""
         from scoring import compute_features
-        from sync.decision_store import save_shadow_scores
+        from sync.decision_store import save_account_shadow_scores, save_shadow_scores
 
-        assert self.challenger is not None
-        assert self.model is not None
+        challenger, champion = ((self.account_challenger, self.account_model) if entity == "account"
+                                else (self.challenger, self.model))
+        assert challenger is not None
+        assert champion is not None
         mark = time.perf_counter()
-        own = frame if self.challenger.spec == self.model.spec else compute_features(self.challenger.spec,
-                                                                                      subjects, self.now)
-        other = self.challenger.score(own, reasons=False)
+        own = frame if challenger.spec == champion.spec else compute_features(challenger.spec, subjects, self.now)
+        other = challenger.score(own, reasons=False)
         shadow.add(batch, other)
-        save_shadow_scores(self.unit, self.pipe.source, other.model_version, [
-            {"lead_key": key, "probability": p, "score": sc, "band": b, "champion_probability": cp,
+        save = save_account_shadow_scores if entity == "account" else save_shadow_scores
+        save(self.unit, self.pipe.source, other.model_version, [
+            {f"{entity}_key": key, "probability": p, "score": sc, "band": b, "champion_probability": cp,
              "scored_at": self.now}
             for key, p, sc, b, cp in zip(other.keys, other.probability.tolist(), other.score.tolist(),
                                          other.band.tolist(), batch.probability.tolist(), strict=True)])
         shadow.seconds += time.perf_counter() - mark
 
+    def _start_accounts(self) -> None:
+        """The account model's run: its report entry, its drift watch (against its own training reference) and
+        its challenger in shadow, as the lead model has."""
+        from sync import serving
+
+        assert self.account_model is not None
+        self.report.account = {"model_version": self.account_model.version, "scored": 0}
+        self.report.seconds["account"] = 0.0
+        reference = serving.read_reference(self.settings, self.account_model.version,
+                                           root=serving.account_dir(self.settings))
+        self._account_watch = (serving.DriftWatch(reference, self.settings, entity="account")
+                               if reference is not None else None)
+        self.account_challenger = serving.load_account_challenger(self.settings, self.account_model)
+        self._account_shadow = (serving.ShadowComparison.start(self.account_challenger.version)
+                                if self.account_challenger is not None else None)
+
+    def _score_changed_accounts(self, since: datetime) -> None:
+        """Score, batch by batch, the accounts that changed this cycle (their row, or their opportunities) and
+        were not scored with a lead batch — accounts without leads among them. Their scores are stored and kept
+        in ``_account_scores`` like the others."""
+        pending = sorted(self._changed_accounts - self._account_scores.keys())
+        step = self.settings.scoring.batch_size
+        for start in range(0, len(pending), step):
+            if self.stopping():
+                break
+            self._score_accounts(self.unit.load_accounts(self.pipe.source, pending[start:start + step]), since)
+            self.plan([])  # commits the scores together with their update_account operations
+
+    def _finish_accounts(self) -> None:
+        """The account model's drift (with a warning line over a threshold) and challenger comparison."""
+        from sync import serving
+
+        if self._account_watch is not None:
+            drift = self._account_watch.result()
+            if drift:
+                self.report.account["drift"] = drift
+                warning = serving.drift_warning(drift, "account")
+                if warning:
+                    self.report.warnings.append(warning)
+        if self._account_shadow is not None:
+            self.report.account["challenger"] = self._account_shadow.result()
+            self.report.seconds["account_shadow"] = self._account_shadow.seconds
+
     def _score_accounts(self, accounts: Mapping[str, Mapping[str, Any]], since: datetime) -> dict[str, tuple[int, str]]:
         """Score the batch's accounts not yet scored this cycle with the account model (one ONNX call), from
-        all their leads' activities in the retention window; store the scores; (score, band) by account.
-        Account scores ride on the leads' score updates: nothing is written to the account objects."""
+        all their leads' activities in the retention window; store the scores; (score, band) by account. The
+        batch also feeds the account model's drift watch and its challenger in shadow. Account scores ride on
+        the leads' score updates."""
         from scoring import compute_features
         from sync.decision_store import save_account_scores
         from sync.subjects import build_account_subjects
@@ -520,8 +603,13 @@ class Cycle:
                 by_account.setdefault(lead["account_key"], []).append(lead)
             activities = self.unit.load_activities(src, [lead["key"] for lead in members], since)
             subjects = build_account_subjects(todo, by_account, activities, as_of=self.now)
-            scored = self.account_model.score(compute_features(self.account_model.spec, subjects, self.now),
-                                              reasons=False)
+            frame = compute_features(self.account_model.spec, subjects, self.now)
+            scored = self.account_model.score(frame, reasons=False)
+            if self._account_watch is not None:
+                watched = self._drift_population(sorted(todo), scored.keys)
+                self._account_watch.add(frame.take(watched), scored.probability[watched])
+            if self._account_shadow is not None:
+                self._shadow(self._account_shadow, subjects, frame, scored, entity="account")
             rows = [{"account_key": key, "probability": p, "score": s, "band": b,
                      "model_version": scored.model_version, "scored_at": self.now}
                     for key, p, s, b in zip(scored.keys, scored.probability.tolist(), scored.score.tolist(),
@@ -531,6 +619,20 @@ class Cycle:
             self.report.account["scored"] += len(rows)
         self.report.seconds["account"] += time.perf_counter() - mark
         return {k: self._account_scores[k] for k in accounts if k in self._account_scores}
+
+    def _drift_population(self, keys: Sequence[str], scored: Sequence[str]) -> Any:
+        """Rows of ``scored`` that belong to the account model's training population: with the default
+        question (an opportunity created), accounts with no opportunity yet — an account already in a deal was
+        never a training example, and its engagement would read as drift."""
+        import numpy as np
+
+        from sync.training import account_question
+
+        rows = np.arange(len(scored))
+        if account_question(self.settings).target.event != "opportunity":
+            return rows
+        taken = self.unit.opportunities_of_accounts(self.pipe.source, keys, until=self.now)
+        return rows[np.array([key not in taken for key in scored], dtype=bool)]
 
     def _follow_ups(self, leads: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[DesiredWrite]:
         """A follow-up task for each lead at or over the threshold (planned once per lead, ever)."""
@@ -568,6 +670,63 @@ class Cycle:
             return quick
         return self.model.score(frame, reason_rows=changed)
 
+    def plan_accounts(self) -> None:
+        """Plan what is left of this cycle's account scores: those scored outside a lead batch (changed accounts
+        without leads). Every :meth:`plan` takes the accounts scored since the previous one along."""
+        if self._account_writes_due():
+            self.plan([])
+
+    def _account_writes_due(self) -> bool:
+        return self.account_model is not None and len(self._account_scores) > len(self._accounts_planned)
+
+    def _account_writes(self) -> list[DesiredWrite]:
+        """An ``update_account`` for each account scored since the last plan (so it is enqueued in the very
+        transaction that stores the account's score, and a crash never leaves a stored score unplanned). The
+        planner drops those whose score, band and model the destination already acknowledged. None when the
+        destination cannot write accounts or maps no account score field: the report says why, once."""
+        if not self._account_writes_due():
+            return []
+        fresh = sorted(self._account_scores.keys() - self._accounts_planned)
+        self._accounts_planned.update(fresh)
+        writes, keys = self._account_fields()
+        if not writes:
+            return []
+        assert self.account_model is not None
+        version = self.account_model.version
+        out: list[DesiredWrite] = []
+        for account in fresh:
+            held = self._account_scores[account]
+            score, band = held[0], held[1]
+            payload: dict[str, Any] = {"account_score": score, "account_band": band, "model_version": version}
+            if keys is not None:  # what the destination does not map is neither sent nor compared
+                payload = {k: v for k, v in payload.items() if k in keys}
+            out.append(DesiredWrite(destination=self.pipe.destination, operation=ACCOUNT_OPERATION, target=account,
+                                    payload=payload, reason=f"account scored {score} (band {band})"))
+        return out
+
+    def _account_fields(self) -> tuple[bool, frozenset[str] | None]:
+        """Whether account scores are written to accounts at all (if not, the report says why), and the payload
+        keys the destination writes for ``update_account`` (``None``: all). Decided once per cycle."""
+        if self._account_fields_decided is not None:
+            return self._account_fields_decided
+        name = self.pipe.destination
+        destination = self.destinations[name]
+        keys = destination.payload_keys(ACCOUNT_OPERATION)
+        why = None
+        if not self.pipe.push_scores:
+            why = "push_scores is off"
+        elif ACCOUNT_OPERATION not in destination.capabilities.operations:
+            why = f"destination {name!r} ({destination.name}) cannot {ACCOUNT_OPERATION}"
+        elif name != self.pipe.source:
+            # Account keys are the source's ids: they name the destination's objects only in the same system.
+            why = f"destination {name!r} is not the source {self.pipe.source!r} whose account ids were scored"
+        elif keys is not None and not keys:
+            why = f"destination {name!r} maps no account score field (see its connector's account score map)"
+        if why is not None:
+            self.report.account["not_written"] = f"account scores not written to accounts: {why}"
+        self._account_fields_decided = (why is None, keys)
+        return self._account_fields_decided
+
     # -- decide -------------------------------------------------------------------------------------
 
     def decide(self) -> None:
@@ -593,8 +752,9 @@ class Cycle:
 
     def plan(self, desired: list[DesiredWrite]) -> Plan:
         """Plan one batch of desired writes against the ledger and the outbox, enqueue, and add it to the
-        cycle's plan summary."""
+        cycle's plan summary. The accounts scored since the last plan come along (update_account)."""
         mark = time.perf_counter()
+        desired = [*desired, *self._account_writes()]
         slots = {(d.destination, d.operation) for d in desired}
         once = {op for name in {d.destination for d in desired}
                 for op, spec in self.destinations[name].capabilities.operations.items() if not spec.idempotent}
@@ -739,6 +899,7 @@ async def _run_steps(cycle: Cycle, report: CycleReport, *, dry_run: bool) -> Non
         mark, planned = time.perf_counter(), cycle.plan_seconds
         cycle.decide()
         report.seconds["decide"] = time.perf_counter() - mark - (cycle.plan_seconds - planned)
+        cycle.plan_accounts()  # every account scored above, however it came to be scored
         report.plan = cycle.planned.summary()
         report.seconds["plan"] = cycle.plan_seconds
         if not dry_run and not cycle.stopping():

@@ -14,6 +14,19 @@ def _kv(counts: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing"
 
 
+def _drift_text(d: dict[str, Any], entity: str) -> str:
+    top = ", ".join(f"{k} {v:.3f}" for k, v in list(d["features"].items())[:3])
+    return (f"{d['status']}: score PSI {d['score_psi']:.3f} over {d['rows']} {entity}(s)"
+            + (f"; top features {top}" if top else ""))
+
+
+def _challenger_text(c: dict[str, Any], entity: str) -> str:
+    if not c.get("scored"):
+        return f"{c['version']} in shadow: nothing scored"
+    return (f"{c['version']} in shadow on {c['scored']} {entity}(s): mean |Δp| {c['mean_abs_delta']:.4f}, rank "
+            f"agreement {c['rank_agreement']:.3f}, bands differ {c['bands_differ']:.1%} (stored, never pushed)")
+
+
 def render_cycle(report: CycleReport) -> str:
     title = "DRY RUN — nothing was written anywhere" if report.dry_run else f"run #{report.run_id}"
     lines = [f"pipeline {report.pipeline}: {title}  [{report.status}]"]
@@ -30,21 +43,17 @@ def render_cycle(report: CycleReport) -> str:
             lines.append(f"  read-only:   {report.read_only} of them not written (the source refuses writes to "
                          "them, e.g. converted leads)")
     if report.drift:
-        d = report.drift
-        top = ", ".join(f"{k} {v:.3f}" for k, v in list(d["features"].items())[:3])
-        lines.append(f"  drift:       {d['status']}: score PSI {d['score_psi']:.3f} over {d['rows']} lead(s)"
-                     + (f"; top features {top}" if top else ""))
+        lines.append(f"  drift:       {_drift_text(report.drift, 'lead')}")
     if report.challenger:
-        c = report.challenger
-        if c.get("scored"):
-            lines.append(f"  challenger:  {c['version']} in shadow on {c['scored']} lead(s): mean |Δp| "
-                         f"{c['mean_abs_delta']:.4f}, rank agreement {c['rank_agreement']:.3f}, bands differ "
-                         f"{c['bands_differ']:.1%} (stored, never pushed)")
-        else:
-            lines.append(f"  challenger:  {c['version']} in shadow: nothing scored")
+        lines.append(f"  challenger:  {_challenger_text(report.challenger, 'lead')}")
     if report.account:
-        lines.append(f"  accounts:    {report.account['scored']} scored with account model "
-                     f"{report.account['model_version']} (on their leads' score updates as account_score)")
+        a = report.account
+        written = a.get("not_written") or "written to the accounts by update_account where changed"
+        lines.append(f"  accounts:    {a['scored']} scored with account model {a['model_version']} ({written})")
+        if a.get("drift"):
+            lines.append(f"    drift:     {_drift_text(a['drift'], 'account')}")
+        if a.get("challenger"):
+            lines.append(f"    challenger: {_challenger_text(a['challenger'], 'account')}")
     plan = report.plan
     if plan:
         verb = "would enqueue" if report.dry_run else "enqueued"
@@ -83,7 +92,7 @@ def render_training(result: TrainResult) -> str:
     counts = dict(card.counts)
     lines = [
         f"model {card.version} ({card.champion}) written to {result.out_dir}",
-        f"  {result.subjects} leads -> {result.examples} examples at freeze times "
+        f"  {result.subjects} {result.entity}s -> {result.examples} examples at freeze times "
         f"{card.training_window[0]} .. {card.validation_window[1]}; base rate {card.base_rate:.1%}",
         f"  counts: {', '.join(f'{k} {v}' for k, v in counts.items())}",
         "  out-of-time validation (" + card.validation_window[0] + " .. " + card.validation_window[1] + "):",

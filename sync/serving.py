@@ -6,6 +6,8 @@ files to the folder's root, so loading the root loads the champion. When the reg
 each scored batch is scored again with it: its scores are stored (``shadow_score``), compared with the
 champion's in the cycle report, and never planned or pushed. The run's probabilities and top features are
 binned against the champion's ``reference.json`` (:mod:`scoring.monitor`) once at the end of the step.
+The account model (``[scoring.account]``) is served the same way from its own registry: its challenger in
+shadow (``account_shadow_score``), its drift against its own reference.
 Heavy imports (onnxruntime, numpy) happen when a model is loaded, not when this module is imported.
 """
 
@@ -24,8 +26,9 @@ if TYPE_CHECKING:
     from scoring import FeatureFrame, FeatureSpec, ScoreBatch, ScoringModel
     from scoring.monitor import Reference
 
-# Loaded challengers by (folder, card mtime): a daemon cycling every few minutes loads each version once.
-_LOADED: dict[tuple[str, float], ScoringModel] = {}
+# Loaded models by slot ("challenger", "account", "account challenger"), each with the (folder, card mtime) it
+# was loaded from: a daemon cycling every few minutes loads each version once, one model per slot.
+_LOADED: dict[str, tuple[tuple[str, float], ScoringModel]] = {}
 
 
 def configured_spec(settings: Settings) -> FeatureSpec:
@@ -61,62 +64,68 @@ def check_model(settings: Settings, model: ScoringModel) -> None:
     detail = "; ".join(spec_differences(model.spec, spec))
     raise FixConfiguration(
         f"scoring: model {model.version} in {settings.scoring.model_dir} was trained with another feature spec "
-        f"than [scoring.features]/[scoring.fit] describe ({detail}): retrain (`leadrelay train`) or restore the "
-        "spec it was trained with")
+        f"than [scoring.features]/[scoring.fit]/[scoring.timing] describe ({detail}): retrain (`leadrelay train`) "
+        "or restore the spec it was trained with")
 
 
-def load_challenger(settings: Settings, champion: ScoringModel | None) -> ScoringModel | None:
-    """The registry's challenger (``None`` without one, with shadow scoring off, or when it is the champion)."""
-    if not settings.scoring.shadow or champion is None:
-        return None
+def _cached(slot: str, folder: Path) -> ScoringModel | None:
+    """The model in ``folder`` (``None`` without its ONNX file and card), loaded again only when its card
+    changed; one model is kept per ``slot``."""
     from scoring import ScoringModel
     from scoring.card import CARD_FILE
+
+    card = folder / CARD_FILE
+    if not (folder / "model.onnx").exists() or not card.exists():
+        return None
+    key = (str(folder.resolve()), card.stat().st_mtime)
+    held = _LOADED.get(slot)
+    if held is None or held[0] != key:
+        held = _LOADED[slot] = (key, ScoringModel.load(folder))
+    return held[1]
+
+
+def account_dir(settings: Settings) -> Path | None:
+    """The account model's registry (``[scoring.account] model_dir``); ``None`` when not configured."""
+    account = settings.scoring.account
+    return None if account is None else Path(account.model_dir)
+
+
+def load_challenger(settings: Settings, champion: ScoringModel | None, *, root: str | Path | None = None
+                    ) -> ScoringModel | None:
+    """The challenger of the registry at ``root`` (default: ``scoring.model_dir``, the lead model's);
+    ``None`` without one, with shadow scoring off, or when it is the champion."""
+    if not settings.scoring.shadow or champion is None:
+        return None
     from scoring.registry import Registry
 
-    registry = Registry(settings.scoring.model_dir)
+    registry = Registry(root if root is not None else settings.scoring.model_dir)
     version = registry.challenger
     if version is None or version == champion.version:
         return None
-    folder = registry.version_dir(version)
-    card = folder / CARD_FILE
-    if not card.exists():
-        return None
-    key = (str(folder.resolve()), card.stat().st_mtime)
-    if key not in _LOADED:
-        _LOADED.clear()  # one challenger at a time
-        _LOADED[key] = ScoringModel.load(folder)
-    return _LOADED[key]
-
-
-_ACCOUNT: dict[tuple[str, float], ScoringModel] = {}
+    slot = "challenger" if root is None else f"challenger:{Path(root).resolve()}"
+    return _cached(slot, registry.version_dir(version))
 
 
 def load_account_model(settings: Settings) -> ScoringModel | None:
     """The account model's champion (``[scoring.account]``), cached per card mtime; ``None`` when the table is
     not configured or no account model has been trained (`leadrelay train --entity account`)."""
-    account = settings.scoring.account
-    if account is None:
-        return None
-    from scoring import ScoringModel
-    from scoring.card import CARD_FILE
-
-    folder = Path(account.model_dir)
-    card = folder / CARD_FILE
-    if not (folder / "model.onnx").exists() or not card.exists():
-        return None
-    key = (str(folder.resolve()), card.stat().st_mtime)
-    if key not in _ACCOUNT:
-        _ACCOUNT.clear()
-        _ACCOUNT[key] = ScoringModel.load(folder)
-    return _ACCOUNT[key]
+    folder = account_dir(settings)
+    return None if folder is None else _cached("account", folder)
 
 
-def read_reference(settings: Settings, version: str) -> Reference | None:
-    """The training reference of ``version``: its registry folder's, else the model folder's own."""
+def load_account_challenger(settings: Settings, champion: ScoringModel | None) -> ScoringModel | None:
+    """The account registry's challenger, scored in shadow beside the account champion (as for leads)."""
+    folder = account_dir(settings)
+    return None if folder is None else load_challenger(settings, champion, root=folder)
+
+
+def read_reference(settings: Settings, version: str, *, root: str | Path | None = None) -> Reference | None:
+    """The training reference of ``version``: its registry folder's, else the model folder's own (the registry
+    at ``root``; default ``scoring.model_dir``, the lead model's)."""
     from scoring.monitor import Reference
     from scoring.registry import Registry, RegistryError
 
-    root = Path(settings.scoring.model_dir)
+    root = Path(root if root is not None else settings.scoring.model_dir)
     try:
         own = Registry(root).version_dir(version)
     except RegistryError:
@@ -138,9 +147,10 @@ def frame_columns(frame: FeatureFrame, names: set[str] | frozenset[str]) -> dict
 class DriftWatch:
     """Collects a run's probabilities and top-feature values batch by batch; :meth:`result` bins them once."""
 
-    def __init__(self, reference: Reference, settings: Settings) -> None:
+    def __init__(self, reference: Reference, settings: Settings, *, entity: str = "lead") -> None:
         self.reference = reference
         self.drift = settings.scoring.drift
+        self.entity = entity
         self._proba: list[np.ndarray] = []
         self._columns: dict[str, list[np.ndarray]] = {name: [] for name in reference.features}
 
@@ -169,25 +179,27 @@ class DriftWatch:
             "thresholds": {"warn": self.drift.warn, "alert": self.drift.alert},
         }
         if not enough:
-            out["note"] = (f"only {report.rows} lead(s) scored (min_rows {self.drift.min_rows}): "
+            out["note"] = (f"only {report.rows} {self.entity}(s) scored (min_rows {self.drift.min_rows}): "
                            "PSI is noise, not judged")
         return out
 
 
-def drift_warning(drift: dict[str, Any]) -> str | None:
-    """The report's warning line when drift is over a threshold."""
+def drift_warning(drift: dict[str, Any], entity: str = "lead") -> str | None:
+    """The report's warning line when drift is over a threshold (``entity``: whose model, lead or account)."""
     if drift.get("status") not in ("warn", "alert"):
         return None
     warn = drift["thresholds"]["warn"]
     moved = [f"{k} {v:.2f}" for k, v in drift["features"].items() if v >= warn][:3]
     what = f"score PSI {drift['score_psi']:.2f}" + (f"; features: {', '.join(moved)}" if moved else "")
-    advice = "retrain (`leadrelay train`)" if drift["status"] == "alert" else "worth a look"
-    return f"drift {drift['status']} over {drift['rows']} scored leads ({what}): {advice}"
+    train = "`leadrelay train`" if entity == "lead" else f"`leadrelay train --entity {entity}`"
+    advice = f"retrain ({train})" if drift["status"] == "alert" else "worth a look"
+    head = "drift" if entity == "lead" else f"{entity} model drift"
+    return f"{head} {drift['status']} over {drift['rows']} scored {entity}s ({what}): {advice}"
 
 
 @dataclass
 class ShadowComparison:
-    """The champion and the challenger on the same leads this run."""
+    """The champion and the challenger on the same leads (or, for the account model, accounts) this run."""
 
     version: str
     champion: list[np.ndarray]
@@ -224,31 +236,35 @@ class ShadowComparison:
 
 
 def compare_on_outcomes(unit: Any, source: str, version: str, *, horizon_days: int, now: Any,
-                        event: str = "conversion") -> dict[str, Any]:
-    """The challenger ``version`` against the champion on outcomes: for each lead it scored in shadow, its
-    first shadow score and the champion's at that time, labelled by an ``event`` within ``horizon_days`` after
-    it (unlabelled while the horizon is still open). ROC-AUC of each when both outcomes occur."""
+                        event: str = "conversion", entity: str = "lead") -> dict[str, Any]:
+    """The challenger ``version`` against the champion on outcomes: for each lead (``entity="account"``: each
+    account, from ``account_shadow_score``) it scored in shadow, its first shadow score and the champion's at that
+    time, labelled by an ``event`` within ``horizon_days`` after it (for an account: an event of any of its
+    leads, the account question's target); unlabelled while the horizon is still open. ROC-AUC of each when
+    both outcomes occur."""
     from datetime import timedelta
 
     import numpy as np
 
-    from sync.decision_store import shadow_scores
+    from sync.decision_store import account_shadow_scores, shadow_scores
 
-    rows = shadow_scores(unit, source, version)
+    noun, key = f"{entity}s", f"{entity}_key"
+    rows = account_shadow_scores(unit, source, version) if entity == "account" else shadow_scores(unit, source,
+                                                                                                   version)
     if not rows:
-        return {"version": version, "leads": 0, "labelled": 0}
+        return {"version": version, noun: 0, "labelled": 0}
     horizon = timedelta(days=horizon_days)
-    firsts = {r["lead_key"]: r["first_scored_at"] for r in rows}
-    converted = _event_times(unit, source, sorted(firsts), event, min(firsts.values()))
+    firsts = {r[key]: r["first_scored_at"] for r in rows}
+    converted = _event_times(unit, source, sorted(firsts), event, min(firsts.values()), by_account=entity == "account")
     labels, champion, challenger = [], [], []
     for r in rows:
         at = r["first_scored_at"]
-        hit = any(at <= t < at + horizon for t in converted.get(r["lead_key"], ()))
+        hit = any(at <= t < at + horizon for t in converted.get(r[key], ()))
         if hit or at + horizon <= now:
             labels.append(int(hit))
             champion.append(r["first_champion_probability"])
             challenger.append(r["first_probability"])
-    out: dict[str, Any] = {"version": version, "leads": len(rows), "labelled": len(labels),
+    out: dict[str, Any] = {"version": version, noun: len(rows), "labelled": len(labels),
                            "converted": int(sum(labels)), "horizon_days": horizon_days}
     y = np.asarray(labels)
     if len(y) and 0 < y.sum() < len(y):
@@ -257,19 +273,33 @@ def compare_on_outcomes(unit: Any, source: str, version: str, *, horizon_days: i
     return out
 
 
-def _event_times(unit: Any, source: str, keys: list[str], event: str, since: Any) -> dict[str, list[Any]]:
+def _event_times(unit: Any, source: str, keys: list[str], event: str, since: Any, *, by_account: bool = False
+                 ) -> dict[str, list[Any]]:
+    """When each lead (``by_account``: any lead of each account) had an ``event`` since ``since``; for an
+    account, an ``opportunity`` event is an opportunity created on it (the account model's default target)."""
     import sqlalchemy as sa
 
-    from sync.store import ActivityRow, utc
+    from sync.store import ActivityRow, LeadRow, utc
+    from sync.subjects import OPPORTUNITY_EVENT
 
+    if by_account and event == OPPORTUNITY_EVENT:
+        return {key: [o["created_at"] for o in opportunities if o["created_at"] >= since]
+                for key, opportunities in unit.opportunities_of_accounts(source, keys).items()}
     t = ActivityRow.__table__
+    if by_account:
+        lead = LeadRow.__table__
+        owner = lead.c.account_key
+        base = sa.select(owner, t.c.occurred_at).select_from(
+            t.join(lead, sa.and_(lead.c.source == t.c.source, lead.c.key == t.c.lead_key)))
+    else:
+        owner = t.c.lead_key
+        base = sa.select(owner, t.c.occurred_at)
     out: dict[str, list[Any]] = {}
     for chunk in unit._chunks(keys):
-        for lead_key, at in unit.conn.execute(
-                sa.select(t.c.lead_key, t.c.occurred_at).where(t.c.source == source, t.c.type == event,
-                                                               t.c.occurred_at >= since.replace(tzinfo=None),
-                                                               unit._among(t.c.lead_key, chunk))):
-            out.setdefault(lead_key, []).append(utc(at))
+        for subject, at in unit.conn.execute(
+                base.where(t.c.source == source, t.c.type == event, t.c.occurred_at >= since.replace(tzinfo=None),
+                           unit._among(owner, chunk))):
+            out.setdefault(subject, []).append(utc(at))
     return out
 
 
@@ -301,6 +331,6 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-__all__ = ["DriftWatch", "ShadowComparison", "check_model", "compare_on_outcomes", "configured_spec",
-           "drift_warning", "frame_columns", "load_account_model", "load_challenger", "read_reference",
-           "spec_differences"]
+__all__ = ["DriftWatch", "ShadowComparison", "account_dir", "check_model", "compare_on_outcomes", "configured_spec",
+           "drift_warning", "frame_columns", "load_account_challenger", "load_account_model", "load_challenger",
+           "read_reference", "spec_differences"]

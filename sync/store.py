@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import JSON, Column, Field, SQLModel
 
-from connectors.base import Account, Activity, ActivityType, Lead, Quarantined
+from connectors.base import Account, Activity, ActivityType, Lead, Opportunity, Quarantined
 
 SCHEMA_VERSION = 1
 _CHUNK = 900  # bound parameters per IN clause: safe on every SQLite build
@@ -76,6 +76,27 @@ class AccountRow(SQLModel, table=True):
     employees: int | None = None
     country: str | None = None
     annual_revenue: float | None = None
+    updated_at: datetime = Field(sa_type=sa.DateTime())
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    content_hash: str
+
+
+class OpportunityRow(SQLModel, table=True):
+    """An opportunity (``connectors.base.Opportunity``): the account model's label ("an opportunity created
+    within N days"); its account and creation time are what training reads."""
+
+    __tablename__ = "opportunity"
+    __table_args__ = (sa.Index("ix_opportunity_account", "source", "account_key", "created_at"),)
+    source: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    account_key: str | None = None
+    lead_key: str | None = None
+    name: str | None = None
+    stage: str | None = None
+    amount: float | None = None
+    created_at: datetime = Field(sa_type=sa.DateTime())
+    closed_at: datetime | None = Field(default=None, sa_type=sa.DateTime())
+    is_won: bool | None = None
     updated_at: datetime = Field(sa_type=sa.DateTime())
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     content_hash: str
@@ -238,6 +259,18 @@ def _account_values(source: str, account: Account) -> dict[str, Any]:
     }
     digest = content_hash(values)
     return {"source": source, "key": account.key, **values, "updated_at": _naive(account.updated_at),
+            "content_hash": digest}
+
+
+def _opportunity_values(source: str, opportunity: Opportunity) -> dict[str, Any]:
+    values = {
+        "account_key": opportunity.account_key, "lead_key": opportunity.lead_key, "name": opportunity.name,
+        "stage": opportunity.stage, "amount": opportunity.amount, "created_at": _naive(opportunity.created_at),
+        "closed_at": _naive(opportunity.closed_at), "is_won": opportunity.is_won,
+        "attributes": dict(opportunity.attributes),
+    }
+    digest = content_hash(values)
+    return {"source": source, "key": opportunity.key, **values, "updated_at": _naive(opportunity.updated_at),
             "content_hash": digest}
 
 
@@ -556,6 +589,11 @@ class Unit:
         return self._upsert_entities(AccountRow.__table__, source,
                                      [_account_values(source, x) for x in accounts])
 
+    def upsert_opportunities(self, source: str, opportunities: Sequence[Opportunity]) -> set[str]:
+        """Store opportunities; return the keys that are new or whose content changed."""
+        return self._upsert_entities(OpportunityRow.__table__, source,
+                                     [_opportunity_values(source, x) for x in opportunities])
+
     def _upsert_entities(self, table: sa.Table, source: str, rows: list[dict[str, Any]]) -> set[str]:
         latest = {row["key"]: row for row in rows}  # a page may repeat a key: the last one wins
         existing = self._existing_hashes(table, source, list(latest))
@@ -642,6 +680,31 @@ class Unit:
         for chunk in self._chunks(sorted(set(keys))):
             for r in self.conn.execute(sa.select(t).where(t.c.source == source, self._among(t.c.key, chunk))):
                 out[r.key] = dict(r._mapping)
+        return out
+
+    def opportunities_of_accounts(self, source: str, account_keys: Iterable[str] | None = None, *,
+                                  until: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Opportunities by account, oldest first (datetimes UTC-aware): of these accounts, or of every account
+        when ``account_keys`` is ``None`` (training); with ``until``, only those created before it.
+        Opportunities on no account are left out: nothing to attach them to."""
+        t = OpportunityRow.__table__
+        columns = (t.c.key, t.c.account_key, t.c.name, t.c.stage, t.c.amount, t.c.created_at, t.c.closed_at,
+                   t.c.is_won, t.c.attributes)
+        base = sa.select(*columns).where(t.c.source == source, t.c.account_key.is_not(None))
+        if until is not None:
+            base = base.where(t.c.created_at < _naive(until))
+        base = base.order_by(t.c.account_key, t.c.created_at, t.c.key)
+        if account_keys is None:
+            queries = [base]
+        else:
+            queries = [base.where(self._among(t.c.account_key, chunk))
+                       for chunk in self._chunks(sorted(set(account_keys)))]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for query in queries:
+            for row in self.conn.execute(query):
+                item = dict(row._mapping)
+                item["created_at"], item["closed_at"] = utc(item["created_at"]), utc(item["closed_at"])
+                out.setdefault(item["account_key"], []).append(item)
         return out
 
     def load_activities(self, source: str, lead_keys: Sequence[str], since: datetime

@@ -2,7 +2,10 @@
 
 Training (``leadrelay train``) and every cycle build the model's inputs through :func:`build_subjects`,
 so the attributes a model learned from are the attributes it is served. Firmographics come from the
-lead's account, or from the lead's own attributes when it has no account or the account lacks them.
+lead's account, or from the lead's own attributes when it has no account or the account lacks them. Every
+other attribute the source mapped (a tech stack, a renewal date, ...) is passed through under its own name,
+the lead's value first, else the account's, so that a feature declared in ``[scoring.fit]`` or
+``[scoring.timing]`` reads it by name.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ if TYPE_CHECKING:
     from scoring import Subject
 
 ActivityRows = Mapping[str, Sequence[tuple[str, datetime, Mapping[str, Any]]]]
+# Account key -> its opportunities as the store reads them (``Unit.opportunities_of_accounts``).
+OpportunityRows = Mapping[str, Sequence[Mapping[str, Any]]]
+OPPORTUNITY_EVENT = "opportunity"  # the account model's default target: an opportunity created
 
 # Firmographics a lead may carry itself, under these canonical attribute names, when the source has no
 # account for it: Marketo's lead records hold the company's industry, size and revenue (its connector maps
@@ -41,6 +47,18 @@ def _firmographic(name: str, account: Mapping[str, Any], lead_attributes: Mappin
         return None
 
 
+def _present(value: Any) -> bool:
+    return value is not None and value != "" and value != []
+
+
+def _passed_through(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of ``layers`` merged, the first layer with a value winning (a blank value is none)."""
+    out: dict[str, Any] = {}
+    for layer in reversed(layers):
+        out.update((k, v) for k, v in layer.items() if _present(v))
+    return out
+
+
 def build_subjects(
     leads: Sequence[Mapping[str, Any]],
     accounts: Mapping[str, Mapping[str, Any]],
@@ -54,6 +72,8 @@ def build_subjects(
         own = lead.get("attributes") or {}
         domain = email_domain(lead.get("email"))
         attributes: dict[str, Any] = {
+            # The canonical attributes below come last: a free-form attribute never overrides them.
+            **_passed_through(own, account.get("attributes") or {}),
             **{name: _firmographic(name, account, own) for name in FIRMOGRAPHICS},
             "country": lead.get("country") or account.get("country"),
             "title": lead.get("title"),
@@ -79,16 +99,20 @@ def build_account_subjects(
     activities: ActivityRows,
     *,
     as_of: datetime | None = None,
+    opportunities: OpportunityRows | None = None,
 ) -> list[Subject]:
     """One subject per account, for the account model (training and serving both build them here).
 
     Attributes: the account's firmographics (``employees``, ``annual_revenue``, ``industry``, ``country``)
     and ``leads``, the number of its leads the CRM knew before ``as_of`` (all of them when ``None``) — a
     count as of the freeze time, so a training row never sees leads created after its cutoff. Events: every
-    activity of its leads, each with the lead's key in its attributes (``lead_key``). The account is known
-    from its first lead. The label (set by the question's target, ``conversion`` by default) is a conversion
-    of any of its leads within the horizon: leadrelay pulls no opportunities, so a lead's conversion is the
-    opportunity proxy until an opportunities stream exists.
+    activity of its leads, each with the lead's key in its attributes (``lead_key``), and each of its
+    ``opportunities`` (the ``opportunities`` stream) as an ``opportunity`` event at its creation, with
+    ``stage``, ``amount`` and ``is_won`` (as the store holds them now: label material, never a feature —
+    ``opportunity`` is no intent event type, and features only count events before the cutoff anyway).
+    The account is known from its first lead. The label is the question's target: by default an
+    opportunity created within the horizon; ``target.event = "conversion"`` takes a conversion of any of its
+    leads instead (the proxy for a CRM without opportunities).
     """
     from scoring import Event, Subject
 
@@ -98,11 +122,16 @@ def build_account_subjects(
         leads = leads_by_account.get(key, ())
         since = [_known_since(lead, activities) for lead in leads]
         known = sum(1 for at in since if at is None or as_of is None or at < as_of)
+        deals = [Event(OPPORTUNITY_EVENT, o["created_at"],
+                       {"opportunity_key": o["key"], "stage": o.get("stage"),
+                        "amount": o.get("amount"), "is_won": o.get("is_won")})
+                 for o in (opportunities or {}).get(key, ())]
         events = sorted(
-            (Event(kind, at, {**attrs, "lead_key": lead["key"]})
-             for lead in leads for kind, at, attrs in activities.get(lead["key"], ())),
-            key=lambda e: (e.at, e.attributes["lead_key"], e.type))
+            [*(Event(kind, at, {**attrs, "lead_key": lead["key"]})
+               for lead in leads for kind, at, attrs in activities.get(lead["key"], ())), *deals],
+            key=lambda e: (e.at, str(e.attributes.get("lead_key") or ""), e.type))
         attributes: dict[str, Any] = {
+            **_passed_through(account.get("attributes") or {}),
             **{name: _firmographic(name, account, {}) for name in FIRMOGRAPHICS},
             "country": account.get("country") or None,
             "leads": known,
@@ -112,4 +141,4 @@ def build_account_subjects(
     return out
 
 
-__all__ = ["FIRMOGRAPHICS", "build_account_subjects", "build_subjects"]
+__all__ = ["FIRMOGRAPHICS", "OPPORTUNITY_EVENT", "build_account_subjects", "build_subjects"]

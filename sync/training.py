@@ -9,7 +9,7 @@ kept for ``leadrelay model rollback``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from connectors.base import LeadrelayError
 from sync.config import Settings
 from sync.store import Store
-from sync.subjects import build_account_subjects, build_subjects
+from sync.subjects import OPPORTUNITY_EVENT, build_account_subjects, build_subjects
 
 if TYPE_CHECKING:
     from scoring.train import ModelCard
@@ -36,6 +36,7 @@ class TrainResult:
     examples: int
     version_dir: Path | None = None
     promoted: bool = True
+    entity: str = "lead"  # what `subjects` counts: leads, or accounts for the account model
 
 
 def _serving(directory: Path) -> Any:
@@ -105,27 +106,32 @@ def account_feature_spec() -> Any:
 
 
 def account_question(settings: Settings) -> Any:
-    """``[scoring.account]``'s question (entity "account"; its horizon, else the table's ``horizon_days``)."""
+    """``[scoring.account]``'s question (entity "account"; its horizon, else the table's ``horizon_days``;
+    its target, else an opportunity created)."""
     from scoring import PredictiveQuestion
+    from scoring.question import DEFAULT_TARGET_EVENTS, Target
 
     account = settings.scoring.account
     if account is None:
-        return PredictiveQuestion(entity="account")
+        return PredictiveQuestion(entity="account", target=Target(DEFAULT_TARGET_EVENTS["account"]))
     return PredictiveQuestion.from_mapping({"entity": "account", "horizon_days": account.horizon_days,
                                             **account.question}, path="scoring.account.question")
 
 
 def account_examples(spec: Any, accounts: dict[str, dict[str, Any]], by_account: dict[str, list[dict[str, Any]]],
-                     activities: Any, cutoffs: list[datetime], question: Any) -> Any:
+                     activities: Any, cutoffs: list[datetime], question: Any,
+                     opportunities: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> Any:
     """Examples at each cutoff from account subjects built as of that cutoff (their ``leads`` count moves
-    with it), through the same :func:`scoring.build_examples` the lead model uses."""
+    with it), through the same :func:`scoring.build_examples` the lead model uses; ``opportunities`` (by
+    account) become the ``opportunity`` events the default target labels with."""
     import numpy as np
 
     from scoring import build_examples
     from scoring.features import FeatureFrame
     from scoring.labels import Examples
 
-    parts = [build_examples(spec, build_account_subjects(accounts, by_account, activities, as_of=cutoff), [cutoff],
+    parts = [build_examples(spec, build_account_subjects(accounts, by_account, activities, as_of=cutoff,
+                                                         opportunities=opportunities), [cutoff],
                             horizon_days=question.horizon_days, question=question) for cutoff in sorted(cutoffs)]
     parts = [p for p in parts if len(p)] or parts[:1]
     if not parts:
@@ -141,7 +147,9 @@ def train_accounts_from_store(settings: Settings, pipeline: str, store: Store, *
                               challenger: bool = False, progress: Callable[[str], None] | None = None
                               ) -> TrainResult:
     """Train the account model (``[scoring.account]``) from the pipeline's stored history: the accounts its
-    leads belong to, through the same ``scoring.train`` (gates, report, card, registry) as the lead model."""
+    leads belong to, labelled by their opportunities (the ``opportunities`` stream) unless the question's
+    target says otherwise, through the same ``scoring.train`` (gates, report, card, registry) as the lead
+    model."""
     tell = progress or (lambda step: None)
     from scoring import default_cutoffs
 
@@ -156,11 +164,20 @@ def train_accounts_from_store(settings: Settings, pipeline: str, store: Store, *
         if lead["account_key"] in accounts:
             by_account.setdefault(lead["account_key"], []).append(lead)
     question = account_question(settings)
+    with store.unit(dry_run=True) as unit:
+        opportunities = unit.opportunities_of_accounts(source)
+    if question.target.event == OPPORTUNITY_EVENT and not opportunities:
+        raise NothingToTrain(
+            f"the store holds no opportunities of {source!r} on an account, and the account model's target is an "
+            "opportunity created: pull the `opportunities` stream (add it to the pipeline's streams and run "
+            "`leadrelay sync`; the source must offer it), or label with its leads' conversions instead: "
+            '[scoring.account] question = { target = { event = "conversion" } }')
     spec = account_feature_spec()
     cutoffs = default_cutoffs(span[0], min(span[1], now), horizon_days=question.horizon_days,
                               step_days=settings.scoring.cutoff_step_days)
-    tell(f"{len(accounts)} accounts with {sum(map(len, by_account.values()))} leads; building examples")
-    examples = account_examples(spec, accounts, by_account, activities, cutoffs, question)
+    tell(f"{len(accounts)} accounts with {sum(map(len, by_account.values()))} leads and "
+         f"{sum(len(v) for k, v in opportunities.items() if k in accounts)} opportunities; building examples")
+    examples = account_examples(spec, accounts, by_account, activities, cutoffs, question, opportunities)
     tell(f"{len(examples.y)} examples at {len(cutoffs)} cutoff(s); training and checking against the baseline")
     account = settings.scoring.account
     target = Path(out_dir or (account.model_dir if account is not None else ".leadrelay/models/account"))
@@ -178,11 +195,13 @@ def _train_and_register(settings: Settings, examples: Any, target: Path, *, now:
     name = version or now.strftime("%Y%m%d-%H%M%S")
     folder = registry.version_dir(name)
     card = train(examples, folder, version=name, trained_at=now, serving=_serving(target),
-                 min_examples=settings.scoring.min_examples, min_positives=settings.scoring.min_positives)
+                 min_examples=settings.scoring.min_examples, min_positives=settings.scoring.min_positives,
+                 title=what[0].upper() + what[1:])
     registry.register(name, at=now, promote=not challenger)
     tell(f"{what} {name} registered in {target}")
     return TrainResult(card=card, out_dir=target, subjects=subjects, examples=len(examples.y),
-                       version_dir=folder, promoted=registry.champion == name)
+                       version_dir=folder, promoted=registry.champion == name,
+                       entity="account" if what == "account model" else "lead")
 
 
 def describe(result: TrainResult) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors.base import (
+    ACCOUNT_SCORE_KEYS,
     MAPPABLE_ACCOUNT_FIELDS,
     MAPPABLE_LEAD_FIELDS,
     OPTIONAL_SCORE_KEYS,
@@ -64,6 +65,13 @@ DEFAULT_SCORE_PROPERTIES: dict[str, str] = {
     "scored_at": "leadrelay_scored_at",
 }
 
+# Where update_account writes the account model's score: company properties named like the contact ones.
+DEFAULT_ACCOUNT_SCORE_PROPERTIES: dict[str, str] = {
+    "account_score": "leadrelay_account_score",
+    "account_band": "leadrelay_account_band",
+    "model_version": "leadrelay_account_model_version",
+}
+
 
 class ConsentProperty(BaseModel):
     """A contact property that records one consent channel, and what its values mean.
@@ -100,6 +108,11 @@ DEFAULT_CONSENT: dict[str, ConsentProperty] = {
 _TARGET = "HubSpot property"
 
 
+def _property_or_empty(name: str, value: Any) -> None:
+    if not isinstance(value, str) or (value and not value.strip()):
+        raise ValueError(f'{name!r} must map to a HubSpot property name (or "" to leave it unwritten)')
+
+
 class HubSpotConfig(ConnectorConfig):
     """Settings of one HubSpot portal. The token is a private-app or OAuth access token."""
 
@@ -113,6 +126,8 @@ class HubSpotConfig(ConnectorConfig):
     search_cap: int = Field(10_000, ge=1, le=10_000)  # HubSpot refuses paging past 10k per query
     contact_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONTACT_FIELDS))
     extra_contact_properties: list[str] = Field(default_factory=list)
+    # Deal properties kept in Opportunity.attributes beside the standard ones (stage, amount, dates, closed/won).
+    extra_deal_properties: list[str] = Field(default_factory=list)
     company_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_COMPANY_FIELDS))
     event_types: dict[str, ActivityType] = Field(default_factory=lambda: dict(DEFAULT_EVENT_TYPES))
     # The v3 path needs objectId on the real service; the dated "/events/event-occurrences/2026-03" lists
@@ -121,6 +136,10 @@ class HubSpotConfig(ConnectorConfig):
     pricing_url_contains: list[str] = Field(default_factory=lambda: ["/pricing"])
     conversion_date_property: str | None = "hs_lifecyclestage_opportunity_date"
     score_properties: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SCORE_PROPERTIES))
+    # Company properties update_account writes (merged over the defaults; "" leaves a key unwritten, and with
+    # none mapped no account score is written to companies).
+    account_score_properties: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ACCOUNT_SCORE_PROPERTIES))
     task_key_property: str = Field("leadrelay_operation_key", min_length=1)
     # Consent channels read from contact properties (channel -> property and value meanings); merged over the
     # defaults, so naming only `ads` keeps the e-mail opt-out. `lawful_basis_property` holds the GDPR basis.
@@ -167,6 +186,13 @@ class HubSpotConfig(ConnectorConfig):
         return cls.field_map(DEFAULT_SCORE_PROPERTIES, value, frozenset(DEFAULT_SCORE_PROPERTIES) | OPTIONAL_SCORE_KEYS,
                              what="score", target=_TARGET)
 
+    @field_validator("account_score_properties", mode="before")
+    @classmethod
+    def _account_score_properties(cls, value: Any) -> dict[str, str]:
+        merged = cls.field_map(DEFAULT_ACCOUNT_SCORE_PROPERTIES, value, ACCOUNT_SCORE_KEYS, what="account score",
+                               target=_TARGET, check=_property_or_empty)
+        return {key: name for key, name in merged.items() if name}
+
     @field_validator("consent", mode="before")
     @classmethod
     def _consent(cls, value: Any) -> dict[str, Any]:
@@ -202,6 +228,7 @@ class HubSpotConfig(ConnectorConfig):
 
 
 __all__ = [
+    "DEFAULT_ACCOUNT_SCORE_PROPERTIES",
     "DEFAULT_COMPANY_FIELDS",
     "DEFAULT_CONTACT_FIELDS",
     "DEFAULT_EVENT_TYPES",

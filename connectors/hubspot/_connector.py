@@ -31,16 +31,20 @@ def _utcnow() -> datetime:
 
 
 class HubSpotConnector(Connector):
-    """Contacts, companies and web/email events in; scores, owners and follow-up tasks out."""
+    """Contacts, companies, deals and web/email events in; scores, owners, follow-up tasks and account scores out."""
 
     name: ClassVar[str] = "hubspot"
     config_model: ClassVar[type[ConnectorConfig]] = HubSpotConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
-        streams=("accounts", "leads", "activities"),
-        fetchable=("accounts", "leads"),  # batch/read by id; events have no batch read by contact
+        streams=("accounts", "opportunities", "leads", "activities"),
+        # batch/read by id; events have no batch read by contact
+        fetchable=("accounts", "opportunities", "leads"),
         operations={
             "update_lead": OperationSpec(max_batch_size=MAX_BATCH, idempotent=True, per_record_results=True),
             "create_task": OperationSpec(max_batch_size=MAX_BATCH, idempotent=False, per_record_results=True),
+            # Declared last: operations are delivered in this order, so a company property missing in the portal
+            # (a FixConfiguration that ends the run's delivery) never holds back the contacts' writes.
+            "update_account": OperationSpec(max_batch_size=MAX_BATCH, idempotent=True, per_record_results=True),
         },
         # Free/Starter private app (config can raise it): 100 per 10 s, search 5 per second, 250k a day.
         rate_limit=RateLimit(100, 10, daily=250_000, budgets=(Budget(SEARCH_BUDGET, 5, 1.0),)),
@@ -78,6 +82,8 @@ class HubSpotConnector(Connector):
     async def pull(self, stream: str, cursor: str | None) -> AsyncIterator[Page]:  # type: ignore[override]
         if stream in ("leads", "accounts"):
             pages = self._puller.objects(stream, cursor)
+        elif stream == "opportunities":
+            pages = self._puller.deals(cursor)
         elif stream == "activities":
             pages = self._puller.events(cursor)
         else:
@@ -90,7 +96,8 @@ class HubSpotConnector(Connector):
         if stream not in self.capabilities.fetchable:
             known = ", ".join(self.capabilities.fetchable)
             raise GiveUp(f"cannot read {stream!r} by id; by id: {known}", connector=self.name)
-        async for page in self._puller.by_ids(stream, keys):
+        pages = self._puller.deals(None, keys) if stream == "opportunities" else self._puller.by_ids(stream, keys)
+        async for page in pages:
             yield page
 
     async def write_batch(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
@@ -100,7 +107,15 @@ class HubSpotConnector(Connector):
             return []
         if operation == "update_lead":
             return await self._writer.update_leads(records)
+        if operation == "update_account":
+            return await self._writer.update_accounts(records)
         return await self._writer.create_tasks(records)
+
+    def payload_keys(self, operation: str) -> frozenset[str] | None:
+        """update_account writes the keys ``account_score_properties`` maps (none: nothing is planned)."""
+        if operation == "update_account":
+            return frozenset(self.config.account_score_properties)
+        return None
 
     async def lookup(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
         if operation == "create_task" and records:

@@ -12,12 +12,26 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import Account, Activity, ActivityType, ConsentChange, Lead, Quarantined, Record, Scalar
+from connectors.base import (
+    Account,
+    Activity,
+    ActivityType,
+    ConsentChange,
+    Lead,
+    Opportunity,
+    Quarantined,
+    Record,
+    Scalar,
+)
 
 from ._config import ConsentProperty
 
 CONTACT_MODIFIED = "lastmodifieddate"
 COMPANY_MODIFIED = "hs_lastmodifieddate"
+DEAL_MODIFIED = "hs_lastmodifieddate"
+# What a deal is read with (the company comes from the v4 associations API, not from a property).
+DEAL_PROPERTIES = ("dealname", "dealstage", "pipeline", "amount", "createdate", "closedate", "hs_is_closed",
+                   "hs_is_closed_won", DEAL_MODIFIED)
 
 # Deliberately loose: one @, a dot in the domain, no spaces. HubSpot validates further on its side.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -69,6 +83,17 @@ def parse_int(field: str, value: Any) -> int | None:
     if not number.is_integer():
         raise BadRow(f"{field}: {_text(value)!r} is not a whole number")
     return int(number)
+
+
+def parse_flag(field: str, value: Any) -> bool | None:
+    """HubSpot's booleans are the text ``"true"``/``"false"``."""
+    text = _text(value)
+    if text is None:
+        return None
+    folded = text.casefold()
+    if folded not in ("true", "false"):
+        raise BadRow(f"{field}: {text!r} is not true or false")
+    return folded == "true"
 
 
 def parse_email(field: str, value: Any) -> str | None:
@@ -194,6 +219,32 @@ def company_record(row: Mapping[str, Any], fields: Mapping[str, str]) -> Account
     return Account(key=key, updated_at=_updated_at(row, props, COMPANY_MODIFIED), **values)
 
 
+def deal_record(row: Mapping[str, Any], extra: list[str], account_key: str | None = None) -> Opportunity:
+    """One deal -> an :class:`Opportunity` (its company, from the associations API, is filled in after).
+    Open deals have ``is_won`` and ``closed_at`` ``None``: their ``closedate`` is only the expected close."""
+    key = _id(row)
+    props = _props(row)
+    raw_created = props.get("createdate") if props.get("createdate") is not None else row.get("createdAt")
+    created = parse_datetime("createdate", raw_created)
+    if created is None:
+        raise BadRow("createdate: missing")
+    won = parse_flag("hs_is_closed_won", props.get("hs_is_closed_won"))
+    closed = parse_flag("hs_is_closed", props.get("hs_is_closed"))
+    if closed is None:
+        closed = won is True  # a portal without hs_is_closed: a won deal is closed all the same
+    if won and not closed:
+        raise BadRow(f"hs_is_closed: {props.get('hs_is_closed')!r} for a deal that is closed won")
+    close_date = parse_datetime("closedate", props.get("closedate"))
+    attributes: dict[str, Scalar] = {"pipeline": _text(props.get("pipeline"))}
+    attributes.update({prop: _text(props.get(prop)) for prop in extra})
+    return Opportunity(
+        key=key, updated_at=_updated_at(row, props, DEAL_MODIFIED), created_at=created, account_key=account_key,
+        name=_text(props.get("dealname")), stage=_text(props.get("dealstage")),
+        amount=parse_float("amount", props.get("amount")), closed_at=close_date if closed else None,
+        is_won=bool(won) if closed else None, attributes=attributes,
+    )
+
+
 # HubSpot event properties -> the canonical activity attributes scoring reads (scoring.features: "url" and
 # "path" for pricing pages, "content_id"/"title" for content depth). Other properties keep their own names.
 EVENT_ATTRIBUTES: dict[str, str] = {
@@ -253,15 +304,19 @@ def quarantine(stream: str, row: Any, reason: str) -> Quarantined:
 __all__ = [
     "COMPANY_MODIFIED",
     "CONTACT_MODIFIED",
+    "DEAL_MODIFIED",
+    "DEAL_PROPERTIES",
     "EVENT_ATTRIBUTES",
     "BadRow",
     "company_record",
     "contact_records",
+    "deal_record",
     "epoch_ms",
     "event_record",
     "normalise_domain",
     "parse_datetime",
     "parse_email",
+    "parse_flag",
     "parse_float",
     "parse_int",
     "quarantine",

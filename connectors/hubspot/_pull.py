@@ -1,4 +1,4 @@
-"""Incremental reads: contacts and companies through the search endpoint, activities through events.
+"""Incremental reads: contacts, companies and deals through the search endpoint, activities through events.
 
 Objects are searched with ``<modified> GTE (cursor − overlap)`` sorted ascending, following
 ``paging.next.after``. Search refuses to page past ``search_cap`` (10,000) results per query, so before
@@ -6,6 +6,10 @@ Objects are searched with ``<modified> GTE (cursor − overlap)`` sorted ascendi
 the ids it already yielded at exactly that timestamp. If a whole search window shares one timestamp
 (a bulk import can do that), the walk pages through that instant by ``hs_object_id`` and then carries on
 with ``GT``.
+
+A deal's company is not a deal property: after each page of deals, one v4 associations ``batch/read``
+(deals → companies, 100 ids a call) names the companies of the whole page; a deal with none is yielded
+without an account.
 
 Cursors are opaque JSON: ``{"modified_ms": <epoch ms>}`` for objects and ``{"<event type>": <epoch ms>}``
 for activities. The cursor of a page is the greatest timestamp seen so far: with an ascending sort,
@@ -16,11 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import GiveUp, Page, Quarantined, Record
+from connectors.base import GiveUp, Opportunity, Page, Quarantined, Record
 from connectors.http import Classify, HttpLayer, Observe
 
 from ._config import SEARCH_BUDGET, HubSpotConfig
@@ -28,9 +32,12 @@ from ._errors import read_json
 from ._mapping import (
     COMPANY_MODIFIED,
     CONTACT_MODIFIED,
+    DEAL_MODIFIED,
+    DEAL_PROPERTIES,
     BadRow,
     company_record,
     contact_records,
+    deal_record,
     epoch_ms,
     event_record,
     parse_datetime,
@@ -39,6 +46,8 @@ from ._mapping import (
 
 NAME = "hubspot"
 BATCH_READ_LIMIT = 100  # inputs per batch/read (without propertiesWithHistory); more is a 400
+ASSOCIATION_READ_LIMIT = 100  # inputs per v4 associations batch/read
+PRIMARY_COMPANY = 5  # deal -> company "primary" association type id; 341 is the unlabelled one
 Mapper = Callable[[Mapping[str, Any]], list[Record]]
 
 
@@ -135,6 +144,10 @@ class Puller:
                     cfg.consent, cfg.lawful_basis_property,
                 ),
             )
+        if stream == "opportunities":
+            extra = cfg.extra_deal_properties
+            return _ObjectSpec(stream, "deals", DEAL_MODIFIED, _unique([*DEAL_PROPERTIES, *extra]),
+                               lambda row: [deal_record(row, extra)])
         props = [*cfg.company_fields.values(), COMPANY_MODIFIED]
         return _ObjectSpec(
             stream, "companies", COMPANY_MODIFIED, _unique(props),
@@ -263,6 +276,36 @@ class Puller:
             if page is not None:
                 yield Page(page.records, None, page.quarantined)
 
+    async def deals(self, cursor: str | None, keys: Sequence[str] | None = None) -> AsyncIterator[Page]:
+        """Deals (incrementally, or the named ones by id), each page's with their companies filled in."""
+        pages = self.objects("opportunities", cursor) if keys is None else self.by_ids("opportunities", keys)
+        async for page in pages:
+            yield await self._with_companies(page)
+
+    async def _with_companies(self, page: Page) -> Page:
+        deals = [r for r in page.records if isinstance(r, Opportunity)]
+        companies = await self._companies_of([d.key for d in deals])
+        records: list[Record] = [replace(r, account_key=companies.get(r.key)) if isinstance(r, Opportunity) else r
+                                 for r in page.records]
+        return Page(records, page.cursor, page.quarantined)
+
+    async def _companies_of(self, deal_ids: Sequence[str]) -> dict[str, str]:
+        """Deal id -> its company (the primary one, else the lowest id), by v4 associations batch/read.
+        HubSpot answers 207 with an ``OBJECT_NOT_FOUND`` error for deals without a company: those stay out."""
+        out: dict[str, str] = {}
+        ids = _unique(list(deal_ids))
+        for start in range(0, len(ids), ASSOCIATION_READ_LIMIT):
+            body = {"inputs": [{"id": i} for i in ids[start:start + ASSOCIATION_READ_LIMIT]]}
+            response = await self._http.request(
+                "POST", "/crm/v4/associations/deals/companies/batch/read",
+                classify=self._classify, observe=self._observe, json=body,
+            )
+            for result in _results(read_json(response)):
+                company = _company(result)
+                if company is not None:
+                    out[company[0]] = company[1]
+        return out
+
     async def events(self, cursor: str | None) -> AsyncIterator[Page]:
         state = decode_cursor("activities", cursor)
         overlap_ms = int(self._config.overlap_seconds * 1000)
@@ -311,6 +354,25 @@ class Puller:
         if not records and not bad:
             return None
         return Page(records, encode_cursor(state), bad)
+
+
+def _company(result: Any) -> tuple[str, str] | None:
+    """(deal id, company id) of one associations batch/read result: the primary company, else the lowest id."""
+    if not isinstance(result, Mapping):
+        return None
+    source = result.get("from")
+    deal = source.get("id") if isinstance(source, Mapping) else None
+    found: list[tuple[bool, int, str]] = []
+    for item in result.get("to") or ():
+        if not isinstance(item, Mapping) or item.get("toObjectId") in (None, ""):
+            continue
+        types = item.get("associationTypes") or ()
+        primary = any(isinstance(t, Mapping) and t.get("typeId") == PRIMARY_COMPANY for t in types)
+        company = str(item["toObjectId"])
+        found.append((not primary, int(company) if company.isdigit() else 0, company))
+    if deal in (None, "") or not found:
+        return None
+    return str(deal), min(found)[2]
 
 
 def _row_ms(row: Mapping[str, Any], modified: str) -> int | None:

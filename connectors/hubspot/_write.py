@@ -1,10 +1,14 @@
-"""Writes: score and owner updates on contacts, follow-up tasks, and the look-up of created tasks.
+"""Writes: score and owner updates on contacts, account scores on companies, follow-up tasks, and the look-up
+of created tasks.
 
 Every answer becomes one :class:`RecordOutcome` per input, in input order. Only what HubSpot confirms is
 acknowledged: an input missing from both ``results`` and ``errors`` (a known quirk of batch update is a
 207 with ``numErrors: 0`` and no results) stays ``UNKNOWN``. Errors of a 207 are attributed to inputs by
 the ids (or ``objectWriteTraceId``) in their ``context``, else by an id named in their message. A task
 whose key property (unique in the portal) conflicts with an existing task was already created: acknowledged.
+An account score naming a company property the portal lacks (``PROPERTY_DOESNT_EXIST``, per input in a 207 or
+for the whole request in a 400) is a configuration error naming the property, not a bad record: every
+company would be refused alike, so the operations stay queued until the property exists or is unmapped.
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import GiveUp, Outcome, RecordOutcome, WriteRecord, without_unmapped
+from connectors.base import (
+    ACCOUNT_SCORE_KEYS,
+    FixConfiguration,
+    GiveUp,
+    Outcome,
+    RecordOutcome,
+    WriteRecord,
+    without_unmapped,
+)
 from connectors.http import Classify, HttpLayer, Observe
 
 from ._config import SEARCH_BUDGET, HubSpotConfig
@@ -65,6 +77,15 @@ def _properties(payload: Mapping[str, Any], names: Mapping[str, str]) -> dict[st
     if unknown:
         raise BadPayload(f"unknown payload key(s) {unknown}; expected some of {sorted(names)}")
     return {names[key]: to_property(key, value) for key, value in payload.items()}
+
+
+def missing_properties(text: str, names: Iterable[str]) -> list[str]:
+    """Which of ``names`` a HubSpot error text reports as ``PROPERTY_DOESNT_EXIST`` (``Property "x" does not
+    exist``, possibly JSON-escaped inside the message)."""
+    if "PROPERTY_DOESNT_EXIST" not in text and "does not exist" not in text:
+        return []
+    return [name for name in dict.fromkeys(names)
+            if re.search(rf'Property \\*"{re.escape(name)}\\*" does not exist', text)]
 
 
 def _tokens_in(error: Mapping[str, Any]) -> Iterable[str]:
@@ -182,6 +203,35 @@ class Writer:
             result_tokens=lambda row: [str(row.get("id"))],
         )
 
+    async def update_accounts(self, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        """The account model's score on each company (``target`` is the company id) through companies
+        ``batch/update``, mapped by ``account_score_properties``; keys it does not map are not sent."""
+        names = self._config.account_score_properties
+        try:
+            outcomes = await self._batch(
+                records, "/crm/v3/objects/companies/batch/update", idempotent=True,
+                token=lambda r: r.target,
+                build=lambda r: {"id": r.target, "properties": _properties(
+                    {k: v for k, v in r.payload.items() if k in names or k not in ACCOUNT_SCORE_KEYS}, names)},
+                result_tokens=lambda row: [str(row.get("id"))],
+            )
+        except GiveUp as exc:
+            self._refuse_missing(exc.message, names)
+            raise
+        for outcome in outcomes:
+            if outcome.outcome is Outcome.REJECTED and outcome.reason:
+                self._refuse_missing(outcome.reason, names)
+        return outcomes
+
+    @staticmethod
+    def _refuse_missing(text: str, names: Mapping[str, str]) -> None:
+        missing = missing_properties(text, names.values())
+        if missing:
+            shown = ", ".join(repr(name) for name in missing)
+            raise FixConfiguration(
+                f"HubSpot companies have no property {shown}: create it in the portal (Settings › Properties › "
+                "Company) or change account_score_properties", connector=NAME)
+
     async def create_tasks(self, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
         key_property = self._config.task_key_property
 
@@ -292,4 +342,4 @@ class Writer:
         ]
 
 
-__all__ = ["TASK_PROPERTIES", "BadPayload", "Writer", "settle", "to_property"]
+__all__ = ["TASK_PROPERTIES", "BadPayload", "Writer", "missing_properties", "settle", "to_property"]

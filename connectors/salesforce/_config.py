@@ -1,6 +1,7 @@
 """Salesforce connector settings: the connected app and its refresh token, field maps, streams, budget.
 
-Field maps (``lead_fields``, ``contact_fields``, ``account_fields``, ``score_fields``) are merged over the
+Field maps (``lead_fields``, ``contact_fields``, ``account_fields``, ``score_fields``,
+``account_score_fields``) are merged over the
 defaults, so an org that keeps the country elsewhere overrides only ``country``; mapping a canonical
 field to ``""`` leaves it unmapped. Type maps (``task_types``, ``campaign_member_statuses``) replace the
 defaults, because they say which vendor values count as which activity.
@@ -13,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import (
+    ACCOUNT_SCORE_KEYS,
     MAPPABLE_ACCOUNT_FIELDS,
     MAPPABLE_LEAD_FIELDS,
     OPTIONAL_SCORE_KEYS,
@@ -57,6 +59,12 @@ DEFAULT_SCORE_FIELDS: dict[str, str] = {
     "reasons": "Leadrelay_Reasons__c",
     "model_version": "Leadrelay_Model_Version__c",
     "scored_at": "Leadrelay_Scored_At__c",
+}
+# Where update_account writes the account model's score: Account fields named like the Lead ones.
+DEFAULT_ACCOUNT_SCORE_FIELDS: dict[str, str] = {
+    "account_score": "Leadrelay_Account_Score__c",
+    "account_band": "Leadrelay_Account_Band__c",
+    "model_version": "Leadrelay_Account_Model_Version__c",
 }
 DEFAULT_TASK_TYPES: dict[str, ActivityType] = {
     "Call": ActivityType.SALES_TOUCH,
@@ -126,6 +134,8 @@ class SalesforceConfig(ConnectorConfig):
     consent_objects: list[PersonObject] = Field(default_factory=lambda: ["Lead"], min_length=1)
     consent_fields: dict[str, str] = Field(default_factory=lambda: {"HasOptedOutOfEmail": "email"})
     score_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SCORE_FIELDS))
+    # Account fields update_account writes ("" leaves a key unwritten; none mapped: no account score is written).
+    account_score_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ACCOUNT_SCORE_FIELDS))
     task_key_field: str = "Leadrelay_Operation_Key__c"  # a unique external-id text field on Task
     task_status: str = "Not Started"
     task_priorities: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
@@ -159,6 +169,12 @@ class SalesforceConfig(ConnectorConfig):
     def _score_fields(cls, value: Any) -> dict[str, str]:
         # account_score/account_band (the account model's) are sent only when mapped here.
         merged = _merged(DEFAULT_SCORE_FIELDS, value, frozenset(DEFAULT_SCORE_FIELDS) | OPTIONAL_SCORE_KEYS, "score")
+        return {key: name for key, name in merged.items() if name}
+
+    @field_validator("account_score_fields", mode="before")
+    @classmethod
+    def _account_score_fields(cls, value: Any) -> dict[str, str]:
+        merged = _merged(DEFAULT_ACCOUNT_SCORE_FIELDS, value, ACCOUNT_SCORE_KEYS, "account score")
         return {key: name for key, name in merged.items() if name}
 
     @field_validator("extra_lead_fields", "extra_contact_fields")
@@ -223,6 +239,7 @@ class SalesforceConfig(ConnectorConfig):
 
 __all__ = [
     "DEFAULT_ACCOUNT_FIELDS",
+    "DEFAULT_ACCOUNT_SCORE_FIELDS",
     "DEFAULT_CAMPAIGN_MEMBER_STATUSES",
     "DEFAULT_CONTACT_FIELDS",
     "DEFAULT_LEAD_FIELDS",

@@ -32,17 +32,20 @@ def _utcnow() -> datetime:
 
 
 class SalesforceConnector(Connector):
-    """Leads/Contacts, Accounts, Tasks/Events/CampaignMembers and opt-outs in; scores, owners and follow-up
-    tasks out, through the REST API with a connected app's refresh token."""
+    """Leads/Contacts, Accounts, Opportunities, Tasks/Events/CampaignMembers and opt-outs in; scores, owners,
+    follow-up tasks and account scores out, through the REST API with a connected app's refresh token."""
 
     name: ClassVar[str] = "salesforce"
     config_model: ClassVar[type[ConnectorConfig]] = SalesforceConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
-        streams=("accounts", "leads", "activities", "consent"),
+        streams=("accounts", "opportunities", "leads", "activities", "consent"),
         operations={
             "update_lead": OperationSpec(max_batch_size=MAX_BATCH, idempotent=True, per_record_results=True),
             "assign_owner": OperationSpec(max_batch_size=MAX_BATCH, idempotent=True, per_record_results=True),
             "create_task": OperationSpec(max_batch_size=MAX_BATCH, idempotent=False, per_record_results=True),
+            # Declared last: operations are delivered in this order, so an Account field missing in the org (a
+            # FixConfiguration that ends the run's delivery) never holds back the people's writes.
+            "update_account": OperationSpec(max_batch_size=MAX_BATCH, idempotent=True, per_record_results=True),
         },
         # Enterprise base (config can change it); Sforce-Limit-Info corrects the daily figure live.
         rate_limit=RateLimit(25, 1.0, daily=100_000),
@@ -95,7 +98,15 @@ class SalesforceConnector(Connector):
             return await self._writer.update_leads(records)
         if operation == "assign_owner":
             return await self._writer.assign_owners(records)
+        if operation == "update_account":
+            return await self._writer.update_accounts(records)
         return await self._writer.create_tasks(records)
+
+    def payload_keys(self, operation: str) -> frozenset[str] | None:
+        """update_account writes the keys ``account_score_fields`` maps (none: nothing is planned)."""
+        if operation == "update_account":
+            return frozenset(self.config.account_score_fields)
+        return None
 
     async def lookup(self, operation: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
         if operation == "create_task" and records:

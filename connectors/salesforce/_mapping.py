@@ -19,12 +19,16 @@ from connectors.base import (
     ConsentChange,
     ConsentStatus,
     Lead,
+    Opportunity,
     Quarantined,
     Record,
     Scalar,
 )
 
 MODSTAMP = "SystemModstamp"
+# What an Opportunity is read with (IsClosed/IsWon are Salesforce's own, derived from the stage).
+OPPORTUNITY_FIELDS = ("Id", "AccountId", "Name", "StageName", "Amount", "CreatedDate", "CloseDate", "IsClosed",
+                      "IsWon", MODSTAMP)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAIN_PREFIX = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\.)?")
 
@@ -149,6 +153,24 @@ def account_record(row: Mapping[str, Any], fields: Mapping[str, str]) -> Account
     return Account(key=key, updated_at=modstamp(row), **values)
 
 
+def opportunity_record(row: Mapping[str, Any]) -> Opportunity:
+    """An Opportunity → :class:`Opportunity`; open ones have ``is_won`` and ``closed_at`` ``None`` (their
+    ``CloseDate`` is only the expected close)."""
+    key = row_id(row)
+    created = parse_datetime("CreatedDate", row.get("CreatedDate"))
+    if created is None:
+        raise BadRow("CreatedDate: missing")
+    closed = bool(parse_bool("IsClosed", row.get("IsClosed")))
+    won = parse_bool("IsWon", row.get("IsWon"))
+    if won and not closed:
+        raise BadRow("IsClosed: false for an opportunity that IsWon")
+    close_date = parse_datetime("CloseDate", row.get("CloseDate"))
+    return Opportunity(key=key, updated_at=modstamp(row), created_at=created, account_key=text(row.get("AccountId")),
+                       name=text(row.get("Name")), stage=text(row.get("StageName")),
+                       amount=parse_number("Amount", row.get("Amount"), whole=False),
+                       closed_at=close_date if closed else None, is_won=bool(won) if closed else None)
+
+
 def _occurred(row: Mapping[str, Any], name: str) -> datetime:
     moment = parse_datetime(name, row.get(name))
     if moment is None:
@@ -223,6 +245,7 @@ def quarantine(stream: str, row: Any, reason: str) -> Quarantined:
 
 __all__ = [
     "MODSTAMP",
+    "OPPORTUNITY_FIELDS",
     "BadRow",
     "account_record",
     "consent_changes",
@@ -230,6 +253,7 @@ __all__ = [
     "member_activity",
     "modstamp",
     "normalise_domain",
+    "opportunity_record",
     "parse_datetime",
     "person_records",
     "quarantine",

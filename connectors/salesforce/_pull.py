@@ -23,11 +23,13 @@ from ._config import SalesforceConfig
 from ._errors import NAME, LocatorExpired, read_json
 from ._mapping import (
     MODSTAMP,
+    OPPORTUNITY_FIELDS,
     BadRow,
     account_record,
     consent_changes,
     event_activity,
     member_activity,
+    opportunity_record,
     parse_datetime,
     person_records,
     quarantine,
@@ -80,7 +82,7 @@ def _unique(names: list[str]) -> tuple[str, ...]:
 
 
 class Puller:
-    """Reads the four streams through one connector's session."""
+    """Reads the five streams through one connector's session."""
 
     def __init__(self, session: Session, config: SalesforceConfig) -> None:
         self._session = session
@@ -93,13 +95,16 @@ class Puller:
         if stream == "accounts":
             return [_Spec(stream, "Account", _unique(["Id", *cfg.account_fields.values(), MODSTAMP]), (),
                           lambda row: [account_record(row, cfg.account_fields)])]
+        if stream == "opportunities":
+            return [_Spec(stream, "Opportunity", OPPORTUNITY_FIELDS, (), lambda row: [opportunity_record(row)])]
         if stream == "activities":
             return [self._activity(sobject) for sobject in cfg.activity_objects]
         if stream == "consent":
             return [_Spec(stream, sobject, _unique(["Id", *cfg.consent_fields, MODSTAMP]), (),
                           lambda row, s=sobject: list(consent_changes(row, s, cfg.consent_fields)))
                     for sobject in cfg.consent_objects]
-        raise GiveUp(f"unknown stream {stream!r}; streams: accounts, leads, activities, consent", connector=NAME)
+        raise GiveUp(f"unknown stream {stream!r}; streams: accounts, opportunities, leads, activities, consent",
+                     connector=NAME)
 
     def _person(self, sobject: str) -> _Spec:
         cfg = self._config

@@ -1,5 +1,5 @@
-"""Writes through sObject Collections: scores and owners (``PATCH``), follow-up tasks (``POST``), and the
-look-up of created tasks by their operation key.
+"""Writes through sObject Collections: scores and owners (``PATCH``), account scores on Accounts (``PATCH``),
+follow-up tasks (``POST``), and the look-up of created tasks by their operation key.
 
 Collections take up to 200 records with ``allOrNone: false`` and answer one result per record, in input
 order (apis.md §2.5), so outcomes are attributed by position; an answer of another length proves nothing
@@ -8,7 +8,8 @@ per-record error is rejected with Salesforce's code, message and fields. Every u
 ``Sforce-Auto-Assign: FALSE``: the header defaults to TRUE, and the org's lead assignment rules would
 otherwise overrule an owner just written, or reassign a lead whose score changed. A task carries its
 idempotency key in a unique external-id field: a create refused as ``DUPLICATE_VALUE`` on that field was
-already done, and is acknowledged with the existing task's id.
+already done, and is acknowledged with the existing task's id. An account score naming an Account field the
+org lacks is refused whole (400 ``INVALID_FIELD``): a configuration error naming the field.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from connectors.base import GiveUp, Outcome, RecordOutcome, WriteRecord, without_unmapped
+from connectors.base import (
+    ACCOUNT_SCORE_KEYS,
+    FixConfiguration,
+    GiveUp,
+    Outcome,
+    RecordOutcome,
+    WriteRecord,
+    without_unmapped,
+)
 
 from ._config import SalesforceConfig
 from ._errors import NAME, TRANSIENT_RECORD_CODES, code_of, describe, read_json
@@ -70,6 +79,14 @@ def _score_value(key: str, value: Any) -> Any:
         raise BadPayload(f"score: {value!r} is not a number")
     if value is not None and not isinstance(value, str | int | float):
         raise BadPayload(f"{key}: {type(value).__name__} value cannot be sent to Salesforce")
+    return value
+
+
+def _account_value(key: str, value: Any) -> Any:
+    if key == "account_score" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise BadPayload(f"account_score: {value!r} is not a number")
+    if key != "account_score" and value is not None and not isinstance(value, str):
+        raise BadPayload(f"{key}: {type(value).__name__} value {value!r} is not text")
     return value
 
 
@@ -130,6 +147,33 @@ class Writer:
         # A score update must not re-run the org's lead assignment rules (the header defaults to TRUE).
         return await self._collection("PATCH", records, build, idempotent=True, by_target=True,
                                       headers={"Sforce-Auto-Assign": "FALSE"})
+
+    async def update_accounts(self, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        """The account model's score on each Account (``target`` is the Account id), mapped by
+        ``account_score_fields``; keys it does not map are not sent."""
+        names = self._config.account_score_fields
+
+        def build(record: WriteRecord) -> dict[str, Any]:
+            payload = {k: v for k, v in record.payload.items() if k in names or k not in ACCOUNT_SCORE_KEYS}
+            unknown = sorted(set(payload) - set(names))
+            if unknown:
+                raise BadPayload(f"unknown payload key(s) {unknown}; expected some of {sorted(names)}")
+            return {"attributes": {"type": "Account"}, "id": record.target,
+                    **{names[k]: _account_value(k, v) for k, v in payload.items()}}
+
+        try:
+            # Sforce-Auto-Assign defaults to TRUE on Accounts too: a score must not re-run territory rules.
+            return await self._collection("PATCH", records, build, idempotent=True, by_target=True,
+                                          headers={"Sforce-Auto-Assign": "FALSE"})
+        except FixConfiguration as exc:
+            missing = [name for name in names.values() if f"'{name}'" in exc.message]
+            if "No such column" in exc.message and missing:
+                shown = ", ".join(repr(name) for name in missing)
+                raise FixConfiguration(
+                    f"Salesforce Accounts have no field {shown}: create it (Setup › Object Manager › Account) and "
+                    "give the integration user access, or change account_score_fields",
+                    connector=NAME, status=exc.status) from None
+            raise
 
     async def assign_owners(self, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
         def build(record: WriteRecord) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-OBJECT_TYPES = ("contacts", "companies", "tasks")
+OBJECT_TYPES = ("contacts", "companies", "deals", "tasks")
 
 # HubSpot accepts plural names, singular names and object type ids in paths.
 TYPE_ALIASES = {
@@ -19,25 +19,32 @@ TYPE_ALIASES = {
     "companies": "companies",
     "company": "companies",
     "0-2": "companies",
+    "deals": "deals",
+    "deal": "deals",
+    "0-3": "deals",
     "tasks": "tasks",
     "task": "tasks",
     "0-27": "tasks",
 }
-SINGULAR = {"contacts": "contact", "companies": "company", "tasks": "task"}
-TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "tasks": "0-27"}
+SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal", "tasks": "task"}
+TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3", "tasks": "0-27"}
 
 # Contacts call their modified-date property differently from every other object (apis.md 1.7).
 MODIFIED_PROPERTY = {
     "contacts": "lastmodifieddate",
     "companies": "hs_lastmodifieddate",
+    "deals": "hs_lastmodifieddate",
     "tasks": "hs_lastmodifieddate",
 }
-CREATED_PROPERTY = {"contacts": "createdate", "companies": "createdate", "tasks": "hs_createdate"}
+CREATED_PROPERTY = {"contacts": "createdate", "companies": "createdate", "deals": "createdate",
+                    "tasks": "hs_createdate"}
 
 # What search and list return when the request names no properties (apis.md 1.4 for contacts).
 DEFAULT_PROPERTIES = {
     "contacts": ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
     "companies": ("createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"),
+    "deals": ("amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id",
+              "pipeline"),
     "tasks": ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
 }
 
@@ -49,11 +56,21 @@ ASSOCIATION_TYPES: dict[int, tuple[str, str]] = {
     204: ("tasks", "contacts"),
     203: ("contacts", "tasks"),
     192: ("tasks", "companies"),
+    341: ("deals", "companies"),
+    342: ("companies", "deals"),
+    5: ("deals", "companies"),  # the deal's primary company
+    3: ("deals", "contacts"),
+    4: ("contacts", "deals"),
 }
-REVERSE_ASSOCIATION = {279: 280, 280: 279, 1: 280, 204: 203, 203: 204, 192: 192}
+REVERSE_ASSOCIATION = {279: 280, 280: 279, 1: 280, 204: 203, 203: 204, 192: 192, 341: 342, 342: 341, 5: 342,
+                       3: 4, 4: 3}
 DEFAULT_ASSOCIATION = {
     ("contacts", "companies"): 279,
     ("companies", "contacts"): 280,
+    ("deals", "companies"): 341,
+    ("companies", "deals"): 342,
+    ("deals", "contacts"): 3,
+    ("contacts", "deals"): 4,
     ("tasks", "contacts"): 204,
     ("contacts", "tasks"): 203,
     ("tasks", "companies"): 192,
@@ -69,6 +86,18 @@ LIFECYCLE_STAGES = (
     "evangelist",
     "other",
 )
+
+# The default sales pipeline's stages (HubSpot's internal values); the last two close the deal.
+DEAL_STAGES = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+)
+CLOSED_DEAL_STAGES = {"closedwon": True, "closedlost": False}  # stage -> won
 
 
 def _prop(
@@ -204,6 +233,22 @@ def default_schema() -> dict[str, dict[str, dict[str, Any]]]:
         _prop("country", "Country/Region"),
         _prop("city", "City"),
         _prop("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", options=LIFECYCLE_STAGES),
+        # the account model's score, written by update_account; created by leadrelay's setup in a real portal
+        _prop("leadrelay_account_score", "leadrelay account score", "number", "number", custom=True),
+        _prop("leadrelay_account_band", "leadrelay account band", custom=True),
+        _prop("leadrelay_account_model_version", "leadrelay account model version", custom=True),
+    ]
+    deals = [
+        *_common("deals"),
+        _prop("dealname", "Deal Name"),
+        _prop("dealstage", "Deal Stage", "enumeration", "radio", options=DEAL_STAGES),
+        _prop("pipeline", "Pipeline", "enumeration", "select", options=("default",)),
+        _prop("amount", "Amount", "number", "number"),
+        _prop("closedate", "Close Date", "datetime", "date"),
+        _prop("dealtype", "Deal Type", "enumeration", "radio", options=("newbusiness", "existingbusiness")),
+        # calculated by HubSpot from the stage: read-only ("true"/"false")
+        _prop("hs_is_closed", "Is Deal Closed?", "bool", "booleancheckbox", read_only=True),
+        _prop("hs_is_closed_won", "Is Closed Won", "bool", "booleancheckbox", read_only=True),
     ]
     tasks = [
         *_common("tasks"),
@@ -225,5 +270,5 @@ def default_schema() -> dict[str, dict[str, dict[str, Any]]]:
     ]
     return {
         kind: {p["name"]: p for p in props}
-        for kind, props in (("contacts", contacts), ("companies", companies), ("tasks", tasks))
+        for kind, props in (("contacts", contacts), ("companies", companies), ("deals", deals), ("tasks", tasks))
     }

@@ -20,6 +20,7 @@ from typing import Any
 
 from connectors.sandbox._hubspot_schema import (
     ASSOCIATION_TYPES,
+    CLOSED_DEAL_STAGES,
     CREATED_PROPERTY,
     MODIFIED_PROPERTY,
     OBJECT_TYPES,
@@ -142,6 +143,12 @@ class HubSpotState:
             company = contact["properties"].get("associatedcompanyid")
             if company and company in self.objects["companies"]:
                 self.associate("contacts", str(contact["id"]), "companies", str(company), 279)
+        # Deals (older datasets have none) and their companies and contacts, as deal -> object type ids.
+        for row in getattr(dataset, "deals", ()):
+            self.put_object("deals", row)
+        for deal_id, kind, object_id, type_id in getattr(dataset, "deal_associations", ()):
+            if str(object_id) in self.objects[kind]:
+                self.associate("deals", str(deal_id), kind, str(object_id), type_id)
         self.add_events(dataset.events)
 
     def put_object(self, kind: str, row: Mapping[str, Any]) -> None:
@@ -281,6 +288,14 @@ class HubSpotState:
         stage = clean.get("lifecyclestage")
         if stage and kind == "contacts":
             props.setdefault(f"hs_lifecyclestage_{stage}_date", iso_ms(now))
+        deal_stage = clean.get("dealstage")
+        if deal_stage and kind == "deals":
+            # HubSpot calculates these from the stage; closing a deal without a close date stamps one.
+            won = CLOSED_DEAL_STAGES.get(deal_stage)
+            props["hs_is_closed"] = "true" if won is not None else "false"
+            props["hs_is_closed_won"] = "true" if won else "false"
+            if won is not None and not props.get("closedate"):
+                props["closedate"] = iso_ms(now)
 
     def validate(
         self,

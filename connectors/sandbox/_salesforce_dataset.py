@@ -13,6 +13,8 @@ page views, e-mail opens     ``Task`` (``Type`` "Web Visit", "Email Open", "Emai
 and clicks                   or e-mail subject in ``Subject``, the URL in ``Description``)
 form submits, webinars,      ``CampaignMember`` of one ``Campaign`` per form, webinar or asset (``Status``
 downloads                    "Responded", "Attended", "Downloaded"); one membership per campaign and lead
+deals                        ``Opportunity`` on the deal's company's ``Account`` (``StageName`` from the deal
+                             stage, ``Amount``, ``CloseDate``, ``IsClosed``/``IsWon``, ``CreatedDate``)
 ===========================  =====================================================================
 
 Malformed generator rows stay malformed: an e-mail without ``@``, a lead without ``CreatedDate``, a
@@ -49,6 +51,15 @@ CAMPAIGN_EVENTS = {  # event type → (Campaign Type, member Status, campaign na
     "e_downloaded_content": ("Content", "Downloaded", "hs_asset_name"),
 }
 _OPT_OUT_SHARE = 0.04
+OPPORTUNITY_STAGES = {  # HubSpot deal stage → Salesforce's default opportunity stage
+    "appointmentscheduled": "Prospecting",
+    "qualifiedtobuy": "Qualification",
+    "presentationscheduled": "Needs Analysis",
+    "decisionmakerboughtin": "Proposal/Price Quote",
+    "contractsent": "Negotiation/Review",
+    "closedwon": "Closed Won",
+    "closedlost": "Closed Lost",
+}
 
 
 @dataclass(slots=True)
@@ -59,6 +70,7 @@ class Loaded:
     accounts: dict[str, str] = field(default_factory=dict)
     leads: dict[str, str] = field(default_factory=dict)
     campaigns: dict[str, str] = field(default_factory=dict)
+    opportunities: dict[str, str] = field(default_factory=dict)
 
 
 def _ms(value: Any) -> int | None:
@@ -99,7 +111,28 @@ def load_dataset(state: SalesforceState, data: Dataset) -> Loaded:
     seen_members: set[tuple[str, str]] = set()
     for event in data.events:
         _activity(state, loaded, event, seen_members)
+    # Last, so that every other record keeps the id it had before datasets held deals.
+    companies = {deal: company for deal, kind, company, _ in getattr(data, "deal_associations", ())
+                 if kind == "companies"}
+    for deal in getattr(data, "deals", ()):
+        _opportunity(state, loaded, deal, companies.get(str(deal["id"])), default_owner)
     return loaded
+
+
+def _opportunity(state: SalesforceState, loaded: Loaded, deal: dict[str, Any], company: str | None,
+                 default_owner: str) -> None:
+    props = deal["properties"]
+    stage = OPPORTUNITY_STAGES.get(props.get("dealstage"), props.get("dealstage"))
+    close = _ms(props.get("closedate"))
+    amount = props.get("amount")
+    loaded.opportunities[str(deal["id"])] = state.insert("Opportunity", {
+        "AccountId": loaded.accounts.get(str(company)) if company else None, "Name": props.get("dealname"),
+        "StageName": stage, "Amount": float(amount) if amount else None,
+        "CloseDate": _day(props.get("closedate"), close) if close is not None else None,
+        "IsClosed": props.get("hs_is_closed") == "true", "IsWon": props.get("hs_is_closed_won") == "true",
+        "Type": "New Customer", "LeadSource": "Web",
+        "OwnerId": loaded.users.get(str(props.get("hubspot_owner_id")), default_owner),
+    }, created_ms=_ms(props.get("createdate")), modified_ms=_ms(props.get("hs_lastmodifieddate")))
 
 
 def _lead(state: SalesforceState, loaded: Loaded, contact: dict[str, Any], default_owner: str) -> None:
@@ -157,4 +190,4 @@ def _activity(state: SalesforceState, loaded: Loaded, event: dict[str, Any], see
                  created_ms=at, modified_ms=at)
 
 
-__all__ = ["CAMPAIGN_EVENTS", "STATUS", "TASK_EVENTS", "Loaded", "load_dataset"]
+__all__ = ["CAMPAIGN_EVENTS", "OPPORTUNITY_STAGES", "STATUS", "TASK_EVENTS", "Loaded", "load_dataset"]

@@ -29,6 +29,12 @@ SCORE_FIELDS: dict[str, FieldType] = {
     "Leadrelay_Model_Version__c": "string",
     "Leadrelay_Scored_At__c": "datetime",
 }
+# The account model's score on the Account (update_account).
+ACCOUNT_SCORE_FIELDS: dict[str, FieldType] = {
+    "Leadrelay_Account_Score__c": "double",
+    "Leadrelay_Account_Band__c": "string",
+    "Leadrelay_Account_Model_Version__c": "string",
+}
 TASK_KEY_FIELD = "Leadrelay_Operation_Key__c"
 
 
@@ -73,6 +79,7 @@ def default_schemas() -> dict[str, ObjectSchema]:
         ObjectSchema("Account", "001", {
             "Name": "string", "Website": "string", "Industry": "string", "NumberOfEmployees": "int",
             "AnnualRevenue": "double", "BillingCountry": "string", "OwnerId": "reference", "Type": "string",
+            **ACCOUNT_SCORE_FIELDS,
         }, required=("Name",), references={"OwnerId": ("User",)}),
         ObjectSchema("Lead", "00Q", {
             **person, "Company": "string", "Country": "string", "Status": "string", "Industry": "string",
@@ -83,6 +90,11 @@ def default_schemas() -> dict[str, ObjectSchema]:
         ObjectSchema("Contact", "003", {
             **person, "AccountId": "reference", "MailingCountry": "string",
         }, required=("LastName",), references={"OwnerId": ("User",), "AccountId": ("Account",)}),
+        ObjectSchema("Opportunity", "006", {
+            "AccountId": "reference", "Name": "string", "StageName": "string", "Amount": "double",
+            "CloseDate": "date", "IsClosed": "boolean", "IsWon": "boolean", "Probability": "double",
+            "Type": "string", "LeadSource": "string", "OwnerId": "reference",
+        }, required=("Name", "StageName", "CloseDate"), references={"OwnerId": ("User",), "AccountId": ("Account",)}),
         ObjectSchema("Task", "00T", {
             "Subject": "string", "Description": "string", "Status": "string", "Priority": "string",
             "ActivityDate": "date", "OwnerId": "reference", "WhoId": "reference", "WhatId": "reference",
@@ -105,4 +117,4 @@ def default_schemas() -> dict[str, ObjectSchema]:
     return found
 
 
-__all__ = ["SCORE_FIELDS", "TASK_KEY_FIELD", "FieldType", "ObjectSchema", "default_schemas"]
+__all__ = ["ACCOUNT_SCORE_FIELDS", "SCORE_FIELDS", "TASK_KEY_FIELD", "FieldType", "ObjectSchema", "default_schemas"]

@@ -1,4 +1,4 @@
-"""Seeded, realistic HubSpot portals for the sandbox: companies, contacts, owners and web/email events.
+"""Seeded, realistic HubSpot portals for the sandbox: companies, contacts, deals, owners and web/email events.
 
 The data is built so that a lead-scoring model has something real to learn, and not too easily. Each
 contact has a latent conversion propensity from *fit* (ICP industry, company size in a sweet spot, a
@@ -10,6 +10,13 @@ ramp without converting, so a good model lands around AUC 0.8–0.9, not 1.0.
 A conversion is what HubSpot records when a contact becomes an opportunity: ``lifecyclestage`` is
 ``opportunity`` and ``hs_lifecyclestage_opportunity_date`` holds the time. Contacts that would convert
 after ``now`` are not converted yet (censored), as in a real portal.
+
+Deals (HubSpot's opportunities, the account model's label): a contact at a company who converts opens a
+deal on that company within a couple of hours of converting (a second conversion at the same company
+within 30 days joins the open deal instead), and some companies get sales-led deals with no conversion
+behind them (likelier for a good fit). A deal whose sales cycle ended before ``now`` is closed, won or lost;
+the others are open in one of the earlier stages, their ``closedate`` the expected close. Deals come from a
+random stream of their own (``f"{seed}:deals"``), so adding them changed no other value of existing datasets.
 
 Event types (``eventType``; ``objectType`` is ``contact``; all property values are strings):
 
@@ -69,7 +76,7 @@ from connectors.sandbox._generator_vocab import (
     MALFORMED_KINDS,
     SWEET_SPOT,
 )
-from connectors.sandbox._wire import iso_ms, to_ms
+from connectors.sandbox._wire import iso_ms, parse_time, to_ms
 
 _DAY_MS = 86_400_000
 T = TypeVar("T")
@@ -84,6 +91,9 @@ class Dataset:
     owners: list[dict[str, Any]]
     events: list[dict[str, Any]]
     malformed: list[tuple[str, str, str]] = field(default_factory=list)
+    deals: list[dict[str, Any]] = field(default_factory=list)
+    # (deal id, "companies" | "contacts", object id, association type id: 341/5 company, 3 contact)
+    deal_associations: list[tuple[str, str, str, int]] = field(default_factory=list)
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -266,7 +276,100 @@ def _generate(
         )
         _contact_events(rng, contact_id, created, now_ms, engagement, converted_ms, iso, events, event_ms)
 
-    return Dataset(company_rows, contact_rows, owner_rows, _chronological(events, event_ms), malformed)
+    deals, deal_links = _deals(random.Random(f"{seed}:deals"), company_rows, company_fit, contact_rows,
+                               owner_ids, now_ms, start_ms)
+    return Dataset(company_rows, contact_rows, owner_rows, _chronological(events, event_ms), malformed, deals,
+                   deal_links)
+
+
+_DEAL_JOIN_MS = 30 * _DAY_MS  # a conversion this soon after a deal opened at the same company joins it
+_OPEN_STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
+                "contractsent")
+
+
+def _deals(
+    rng: random.Random,
+    companies: list[dict[str, Any]],
+    fits: list[float],
+    contacts: list[dict[str, Any]],
+    owner_ids: list[str],
+    now_ms: int,
+    start_ms: int,
+) -> tuple[list[dict[str, Any]], list[tuple[str, str, str, int]]]:
+    """Deals opened by conversions at companies, plus sales-led ones; with their associations."""
+    index = {c["id"]: i for i, c in enumerate(companies)}
+    people: dict[str, list[str]] = {}
+    conversions: list[tuple[int, str, str]] = []  # (converted ms, company id, contact id)
+    for contact in contacts:
+        props = contact["properties"]
+        company = props.get("associatedcompanyid")
+        if company not in index:
+            continue
+        people.setdefault(company, []).append(contact["id"])
+        converted = props.get("hs_lifecyclestage_opportunity_date")
+        if props.get("lifecyclestage") == "opportunity" and converted:
+            conversions.append((parse_time(converted) or 0, company, contact["id"]))
+    conversions.sort()
+    opened: list[tuple[int, str, str | None]] = []  # (created ms, company id, contact id)
+    last_open: dict[str, int] = {}
+    links: list[tuple[str, str, str, int]] = []
+    joined: list[tuple[int, str]] = []  # (deal position, contact id) for conversions joining a deal
+    position: dict[str, int] = {}
+    for at, company, contact in conversions:
+        if company in last_open and at - last_open[company] < _DEAL_JOIN_MS:
+            joined.append((position[company], contact))
+            continue
+        created = min(now_ms - 60_000, at + int(rng.random() * 2 * 3_600_000))
+        position[company] = len(opened)
+        last_open[company] = created
+        opened.append((created, company, contact))
+    converted_at = {company for _, company, _ in conversions}
+    for company in companies:
+        if company["id"] in converted_at:
+            continue
+        if rng.random() < 0.03 + 0.03 * fits[index[company["id"]]]:  # sales-led: no conversion behind it
+            crowd = people.get(company["id"])
+            created = start_ms + int(rng.random() * (now_ms - start_ms - 3_600_000))
+            opened.append((created, company["id"], _pick(rng, crowd) if crowd else None))
+    deals: list[dict[str, Any]] = []
+    for n, (created, company_id, contact) in enumerate(opened):
+        company = companies[index[company_id]]
+        deal_id = str(30_000_001 + n)
+        employees = company["properties"]["numberofemployees"]
+        size = float(employees) if str(employees).isdigit() else 50.0
+        amount = round(rng.lognormvariate(math.log(4_000 * size**0.35), 0.6), -2)
+        cycle = int((7 + rng.expovariate(1 / 40)) * _DAY_MS)
+        end = created + cycle
+        props: dict[str, Any] = {
+            "dealname": f"{company['properties']['name']} - new business",
+            "pipeline": "default",
+            "dealtype": "newbusiness",
+            "amount": str(int(amount)),
+            "createdate": iso_ms(created),
+            "closedate": iso_ms(end),
+        }
+        if owner_ids:
+            props["hubspot_owner_id"] = _pick(rng, owner_ids)
+        if end < now_ms:
+            won = rng.random() < 0.25 + 0.1 * fits[index[company_id]]
+            props["dealstage"] = "closedwon" if won else "closedlost"
+            props["hs_is_closed"], props["hs_is_closed_won"] = "true", "true" if won else "false"
+            touched = end
+        else:
+            progress = (now_ms - created) / cycle
+            props["dealstage"] = _OPEN_STAGES[min(len(_OPEN_STAGES) - 1, int(progress * len(_OPEN_STAGES)))]
+            props["hs_is_closed"], props["hs_is_closed_won"] = "false", "false"
+            touched = created
+        modified = min(now_ms, touched + int(rng.random() * 3 * _DAY_MS))
+        props["hs_lastmodifieddate"] = iso_ms(modified)
+        deals.append({"id": deal_id, "properties": props, "createdAt": iso_ms(created),
+                      "updatedAt": iso_ms(modified), "archived": False})
+        links += [(deal_id, "companies", company_id, 341), (deal_id, "companies", company_id, 5)]
+        if contact is not None:
+            links.append((deal_id, "contacts", contact, 3))
+    for n, contact in joined:
+        links.append((deals[n]["id"], "contacts", contact, 3))
+    return deals, links
 
 
 def _chronological(events: list[dict[str, Any]], event_ms: list[int]) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Source checks: paging to the end, incremental cursors, resuming after a failure mid-stream, late rows.
+"""Source checks: canonical records, paging to the end, incremental cursors, resuming after a failure
+mid-stream, late rows.
 
 Rows are seeded through the author's ``add_row`` with modification times the kit chooses (one minute
 apart, in the past of the kit's clock), then pulled the way the framework pulls: page by page, keeping the
@@ -7,10 +8,12 @@ cursor of the last page whose records were stored.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from connectors.base import ConnectorError, Page
+from connectors.base import Account, Activity, ConnectorError, ConsentChange, Lead, Opportunity, Page, Record
 
 from ._failures import ConformanceFailure, NotApplicable, keys_text
 from ._faults import FakeResponse, RecordedCall
@@ -85,6 +88,82 @@ def _missing_message(stream: str, missing: list[str], pull: _Pull) -> str:
                 f"{keys_text(keys)} were never yielded: did pull() skip that page or drop rows while mapping them?"
             )
     return "; ".join(parts)
+
+
+# The canonical record types each built-in stream name may carry (a lead's own conversion activity and
+# consent come with it on some vendors). A stream of another name may carry any record type.
+STREAM_RECORDS: dict[str, tuple[type, ...]] = {
+    "leads": (Lead, Activity, ConsentChange),
+    "accounts": (Account,),
+    "opportunities": (Opportunity,),
+    "activities": (Activity,),
+    "consent": (ConsentChange,),
+}
+
+
+def _aware(value: Any) -> bool:
+    return isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and bool(value.strip()))
+
+
+def record_problems(stream: str, record: Record) -> list[str]:
+    """What breaks the data contract in one pulled record (empty: nothing), each naming the field."""
+    allowed = STREAM_RECORDS.get(stream)
+    kind = type(record).__name__
+    if allowed is not None and not isinstance(record, allowed):
+        names = ", ".join(t.__name__ for t in allowed)
+        return [f"{kind} record in stream {stream!r}, which carries {names}"]
+    problems = []
+    if not isinstance(record.key, str) or not record.key.strip():
+        problems.append(f"{kind}.key: {record.key!r} is empty")
+    times: dict[str, Any] = {}
+    if isinstance(record, Activity):
+        times["occurred_at"] = record.occurred_at
+    elif isinstance(record, ConsentChange):
+        times["effective_at"] = record.effective_at
+    else:
+        times["updated_at"] = record.updated_at
+    if isinstance(record, Opportunity):
+        times["created_at"] = record.created_at
+    for name, value in times.items():
+        if not _aware(value):
+            problems.append(f"{kind}.{name}: {value!r} is not a timezone-aware datetime")
+    if isinstance(record, Opportunity):
+        if record.closed_at is not None and not _aware(record.closed_at):
+            problems.append(f"Opportunity.closed_at: {record.closed_at!r} is not a timezone-aware datetime")
+        if record.is_won is not None and not isinstance(record.is_won, bool):
+            problems.append(f"Opportunity.is_won: {record.is_won!r} is not true, false or None (open)")
+        amount = record.amount
+        if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int | float)
+                                   or not math.isfinite(amount)):
+            problems.append(f"Opportunity.amount: {amount!r} is not a finite number")
+        for name in ("account_key", "lead_key"):
+            if not _text_or_none(getattr(record, name)):
+                problems.append(f"Opportunity.{name}: {getattr(record, name)!r} is neither an id nor None")
+    return problems
+
+
+async def canonical_records(kit: SourceKit, stream: str) -> None:
+    """Every record a pull yields is a canonical record of its stream that keeps the data contract: a key,
+    timezone-aware times (an Opportunity's creation too), and for opportunities ``is_won`` only as a bool."""
+    async with Rig(kit) as rig:
+        seeded = _seed(kit, rig, stream, 3)
+        pull = await _pull(rig, stream, None)
+    if pull.error is not None:
+        raise ConformanceFailure(f"pull({stream!r}, None) failed against the fake: {pull.error}")
+    records = [record for page in pull.pages for record in page.records]
+    if not any(record.key in seeded for record in records):
+        raise ConformanceFailure(f"stream {stream!r}: none of the seeded rows {keys_text(list(seeded))} was yielded")
+    found = [f"record {record.key!r}: {problem}" for record in records for problem in record_problems(stream, record)]
+    if found:
+        raise ConformanceFailure(
+            f"stream {stream!r} yielded records that break the data contract ({'; '.join(found[:5])}): map the "
+            "vendor's row to the canonical record fully, or quarantine it (Page.quarantined) with a reason naming "
+            "the field"
+        )
 
 
 async def paging_to_the_end(kit: SourceKit, stream: str) -> None:
@@ -196,4 +275,12 @@ async def late_rows_in_overlap(kit: SourceKit, stream: str) -> None:
         )
 
 
-__all__ = ["incremental_cursor", "late_rows_in_overlap", "paging_to_the_end", "resume_after_failure"]
+__all__ = [
+    "STREAM_RECORDS",
+    "canonical_records",
+    "incremental_cursor",
+    "late_rows_in_overlap",
+    "paging_to_the_end",
+    "record_problems",
+    "resume_after_failure",
+]

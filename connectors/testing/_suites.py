@@ -18,6 +18,7 @@ from ._failures import NotApplicable
 from ._spec import ConnectorKit, DestinationKit, SourceKit
 
 SOURCE_CHECKS: dict[str, Callable[[Any, str], Awaitable[None]]] = {
+    "canonical_records": source.canonical_records,
     "paging_to_the_end": source.paging_to_the_end,
     "incremental_cursor": source.incremental_cursor,
     "resume_after_failure": source.resume_after_failure,
@@ -75,6 +76,10 @@ class SourceConformance(_Common, SourceKit):
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         _parametrize(self, metafunc)
+
+    async def test_canonical_records(self, stream: str) -> None:
+        """Pulled records are the stream's canonical records, with keys and timezone-aware times."""
+        await run_check(source.canonical_records(self, stream))
 
     async def test_paging_to_the_end(self, stream: str) -> None:
         """A pull from scratch yields every row exactly once across pages and ends with a cursor."""

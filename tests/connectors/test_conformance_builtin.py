@@ -7,7 +7,8 @@ from tests.connectors.kit.builtin import GoogleAdsKit, HubSpotKit, LinkedInKit, 
 
 
 class TestHubSpotConformance(HubSpotKit, ConnectorConformance):
-    """HubSpot as a source (leads, accounts) and a destination (update_lead, create_task)."""
+    """HubSpot as a source (leads, accounts, opportunities) and a destination (update_lead, create_task,
+    update_account)."""
 
 
 class TestMetaConformance(MetaKit, DestinationConformance):
@@ -15,8 +16,8 @@ class TestMetaConformance(MetaKit, DestinationConformance):
 
 
 class TestSalesforceConformance(SalesforceKit, ConnectorConformance):
-    """Salesforce as a source (leads, accounts, activities, consent) and a destination (update_lead,
-    assign_owner, create_task)."""
+    """Salesforce as a source (leads, accounts, opportunities, activities, consent) and a destination (update_lead,
+    assign_owner, create_task, update_account)."""
 
 
 class TestGoogleAdsConformance(GoogleAdsKit, DestinationConformance):

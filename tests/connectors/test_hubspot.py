@@ -141,7 +141,7 @@ def test_client_headers_carry_bearer_token() -> None:
 def test_declarations_and_registration() -> None:
     """Streams, operations and the rate limit are declared on the class; the entry point resolves."""
     caps = HubSpotConnector.capabilities
-    assert caps.streams == ("accounts", "leads", "activities")
+    assert caps.streams == ("accounts", "opportunities", "leads", "activities")
     assert caps.operations["update_lead"].max_batch_size == 100
     assert caps.operations["update_lead"].idempotent
     assert not caps.operations["create_task"].idempotent

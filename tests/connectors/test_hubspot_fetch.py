@@ -54,8 +54,8 @@ async def drain(pages: AsyncIterator[Page]) -> list[Page]:
 
 
 def test_fetch_is_declared() -> None:
-    """HubSpot declares reads by id for contacts and companies, not for events."""
-    assert HubSpotConnector.capabilities.fetchable == ("accounts", "leads")
+    """HubSpot declares reads by id for contacts, companies and deals, not for events."""
+    assert HubSpotConnector.capabilities.fetchable == ("accounts", "opportunities", "leads")
 
 
 @pytest.mark.anyio
@@ -89,5 +89,5 @@ async def test_fetch_companies_and_refuses_events(hub: HubSpotConnector) -> None
     """Companies read by id too; asking for events by id is a clear GiveUp naming what can be read."""
     pages = await drain(hub.fetch("accounts", ["9001"]))
     assert [(type(r), r.key) for p in pages for r in p.records] == [(Account, "9001")]
-    with pytest.raises(GiveUp, match="by id: accounts, leads"):
+    with pytest.raises(GiveUp, match="by id: accounts, opportunities, leads"):
         await drain(hub.fetch("activities", ["1"]))

@@ -117,9 +117,9 @@ class Rig:
         """Everything a dry run must leave untouched."""
         with self.store.unit(dry_run=True) as u:
             return {
-                "counts": {t: u.count(t) for t in ("lead", "account", "activity", "score", "ledger", "outbox",
-                                                   "run", "quarantine", "cursor")},
-                "cursors": [u.get_cursor("main", s) for s in ("accounts", "leads", "activities")],
+                "counts": {t: u.count(t) for t in ("lead", "account", "opportunity", "activity", "score", "ledger",
+                                                   "outbox", "run", "quarantine", "cursor")},
+                "cursors": [u.get_cursor("main", s) for s in ("accounts", "opportunities", "leads", "activities")],
                 "outbox": u.outbox_counts(),
                 "scores": u.scores("hubspot"),
             }

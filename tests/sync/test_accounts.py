@@ -18,6 +18,7 @@ from sync import config
 from sync.config import ConfigError, Settings
 from sync.decision_store import account_scores
 from sync.pipeline import run_cycle
+from sync.report import render_training
 from sync.store import Store
 from sync.subjects import build_account_subjects
 from sync.training import account_examples, account_feature_spec, account_question, train_accounts_from_store
@@ -91,9 +92,13 @@ def test_account_subject_counts_leads_known_before_the_cutoff_and_labels_any_lea
 
 
 def test_trained_account_model_has_a_card_and_beats_chance(account_model: dict[str, Any]) -> None:
-    """`train_accounts_from_store` goes through scoring.train: a registered champion with its card and metrics."""
+    """`train_accounts_from_store` goes through scoring.train: a registered champion with its card, metrics
+    and a report titled and counted as an account model."""
     result = account_model["result"]
     assert result.promoted
+    assert result.entity == "account"
+    assert (result.version_dir / "report.md").read_text().startswith("# Account model ")
+    assert f"{result.subjects} accounts -> " in render_training(result)
     assert (result.out_dir / "model.onnx").exists()
     assert (result.out_dir / "card.json").exists()
     model = ScoringModel.load(result.out_dir)

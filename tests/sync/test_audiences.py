@@ -567,7 +567,7 @@ def test_spec_problems_are_all_listed_with_their_keys() -> None:
         ("channel", "must be one of: email, ads, sales_outreach; got 'fax'"),
         ("qualifying_activities", "unknown activity type(s) ['tweet']; known: ['content_download', 'conversion', "
                                   "'email_click', 'email_open', 'form_submit', 'meeting', 'page_view', "
-                                  "'pricing_page', 'sales_touch', 'webinar']"),
+                                  "'pricing_page', 'product_usage', 'sales_touch', 'webinar']"),
         ("max_missing_share", "must be a fraction above 0 and at most 1, got 2"),
     )
     assert str(caught.value).startswith("audience 'hot': colour: unknown key; destination: required key is missing")

@@ -144,3 +144,34 @@ alert = 0.3
     path.write_text(MINIMAL + "\n[scoring.drift]\nwarn = 0.5\nalert = 0.3\n")
     with pytest.raises(ConfigError, match=r"scoring\.drift"):
         config.load(path, env={"HUBSPOT_TOKEN": "x"})
+
+
+def test_scoring_timing_table_reaches_the_feature_spec(tmp_path: Path) -> None:
+    """[scoring.timing] and [scoring.fit] tech_stack load into the FeatureSpec that training and serving use."""
+    from sync.serving import configured_spec
+
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + '\n[scoring.fit]\ntech_stack = { attribute = "technologies", wanted = ["segment"] }\n'
+                    '\n[scoring.timing]\nrenewal_attribute = "renewal_date"\nusage_types = ["product_usage"]\n'
+                    "usage_window_days = 14\n")
+    spec = configured_spec(config.load(path, env={"HUBSPOT_TOKEN": "x"}))
+    assert spec.renewal_attribute == "renewal_date"
+    assert (spec.usage_types, spec.usage_window_days) == (("product_usage",), 14)
+    assert spec.tech_stack is not None
+    assert spec.tech_stack.wanted == ("segment",)
+    assert {"tech_stack_match", "days_to_renewal", "usage_recent", "usage_change"} <= set(spec.numeric_names)
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ('[scoring.timing]\nusage_window_days = -3\n', "scoring.timing.usage_window_days: must be a positive"),
+    ('[scoring.timing]\nusage_types = ["product_usage"]\n[scoring.question]\ntarget = { event = "product_usage" }\n',
+     "scoring.timing.usage_types[0]: 'product_usage' is the training target"),
+    ('[scoring.fit]\ntech_stack = { attribute = "technologies" }\n', "scoring.fit.tech_stack.wanted: must list"),
+])
+def test_bad_timing_or_tech_stack_names_the_key(tmp_path: Path, extra: str, expected: str) -> None:
+    """An invalid [scoring.timing] or tech_stack setting, or a usage type that is the target, names its key."""
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + "\n" + extra)
+    with pytest.raises(ConfigError) as err:
+        config.load(path, env={"HUBSPOT_TOKEN": "x"})
+    assert expected in str(err.value)

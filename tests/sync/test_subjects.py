@@ -39,3 +39,37 @@ def test_nothing_known_stays_missing() -> None:
                                    {}, {})
     for subject in (plain, junk):
         assert [subject.attributes[k] for k in ("industry", "employees", "annual_revenue")] == [None, None, None]
+
+
+def test_other_attributes_pass_through_lead_first_then_account() -> None:
+    """Attributes a declared feature may read (a tech stack, a renewal date) reach the subject: the lead's
+    value first, else its account's; a blank lead value falls back, and none overrides a canonical one."""
+    accounts = {"a1": {"industry": "Retail", "country": "FR",
+                       "attributes": {"technologies": ["Segment", "Snowflake"], "renewal_date": "2026-09-01",
+                                      "industry": "Mining"}}}
+    [own, inherited, alone] = build_subjects(
+        [lead("1", "a1", technologies="salesforce;segment"),
+         lead("2", "a1", technologies="", renewal_date=None),
+         lead("3", renewal_date="2026-12-01")], accounts, {})
+    assert own.attributes["technologies"] == "salesforce;segment"
+    assert own.attributes["renewal_date"] == "2026-09-01"
+    assert inherited.attributes["technologies"] == ["Segment", "Snowflake"]
+    assert inherited.attributes["renewal_date"] == "2026-09-01"
+    assert alone.attributes["renewal_date"] == "2026-12-01"
+    assert "technologies" not in alone.attributes
+    assert own.attributes["industry"] == "Retail"
+    assert own.attributes["country"] == "DE"
+
+
+def test_declared_features_read_passed_through_attributes_at_serving() -> None:
+    """compute_features on built subjects reads the tech stack and renewal date that came from the store."""
+    from scoring import FeatureSpec, compute_features
+
+    spec = FeatureSpec.from_mapping({"fit": {"tech_stack": {"attribute": "technologies", "wanted": ["segment"]}},
+                                     "timing": {"renewal_attribute": "renewal_date"}})
+    accounts = {"a1": {"attributes": {"technologies": "Segment | Snowflake", "renewal_date": "2026-07-16"}}}
+    frame = compute_features(spec, build_subjects([lead("1", "a1"), lead("2")], accounts, {}), AT)
+    names = frame.numeric_names
+    assert frame.numeric[0, names.index("tech_stack_match")] == 1.0
+    assert frame.numeric[0, names.index("days_to_renewal")] == 45.0
+    assert all(v != v for v in frame.numeric[1, [names.index("tech_stack_match"), names.index("days_to_renewal")]])

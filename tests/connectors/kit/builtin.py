@@ -56,11 +56,12 @@ def sha(text: str) -> str:
 
 
 class HubSpotKit(SourceKit, DestinationKit):
-    """HubSpot: contacts and companies pulled through search; score updates and tasks written."""
+    """HubSpot: contacts and companies pulled through search; score updates, tasks and account scores (on
+    companies) written."""
 
     connector: ClassVar[type[Connector]] = HubSpotConnector
     bad_credentials: ClassVar[Mapping[str, Any]] = {"token": HUBSPOT_BAD_TOKEN}
-    streams_under_test: ClassVar[Sequence[str]] = ("leads", "accounts")
+    streams_under_test: ClassVar[Sequence[str]] = ("leads", "accounts", "opportunities")
     overlap_seconds: ClassVar[float] = 300.0
 
     def make_fake(self, clock: KitClock) -> HubSpotSandbox:
@@ -78,6 +79,15 @@ class HubSpotKit(SourceKit, DestinationKit):
             props = {"email": f"kit{index}@example.com", "firstname": f"Kit{index}",
                      "lastmodifieddate": iso(modified_at)}
             fake.put_object("contacts", {"id": object_id, "properties": props})
+        elif stream == "opportunities":  # a deal on a company, associated as HubSpot does (unlabelled + primary)
+            props = {"dealname": f"Kit deal {index}", "dealstage": "closedwon", "amount": str(100 * index),
+                     "hs_is_closed": "true", "hs_is_closed_won": "true", "createdate": iso(modified_at),
+                     "closedate": iso(modified_at), "hs_lastmodifieddate": iso(modified_at)}
+            fake.put_object("deals", {"id": object_id, "properties": props})
+            company = str(90_000 + index)
+            fake.put_object("companies", {"id": company, "properties": {"name": f"Kit {index} Ltd"}})
+            for type_id in (341, 5):
+                fake.associate("deals", object_id, "companies", company, type_id)
         else:
             props = {"name": f"Kit {index} Ltd", "domain": f"kit{index}.example",
                      "hs_lastmodifieddate": iso(modified_at)}
@@ -88,6 +98,8 @@ class HubSpotKit(SourceKit, DestinationKit):
         return call.method != "GET" and not call.path.endswith("/search")
 
     def sample_records(self, fake: HubSpotSandbox, operation: str, count: int) -> list[WriteRecord]:
+        if operation == "update_account":
+            return [self._account_score(fake) for _ in range(count)]
         records = []
         for _ in range(count):
             n = len(fake.objects["contacts"]) + 1
@@ -102,7 +114,16 @@ class HubSpotKit(SourceKit, DestinationKit):
             records.append(WriteRecord(contact, key, payload))
         return records
 
+    @staticmethod
+    def _account_score(fake: HubSpotSandbox) -> WriteRecord:
+        n = len(fake.objects["companies"]) + 1
+        company = fake.create("companies", {"name": f"Sample {n} Ltd", "domain": f"sample{n}.example"})
+        key = f"account:{company}:{n}"
+        return WriteRecord(company, key, {"account_score": n % 99 + 1, "account_band": "B", "model_version": key})
+
     def rejected_record(self, fake: HubSpotSandbox, operation: str) -> WriteRecord | None:
+        if operation == "update_account":  # no such company: a 207 OBJECT_NOT_FOUND for this input
+            return WriteRecord("999999999", "account:missing", {"account_score": 5, "model_version": "account:missing"})
         if operation == "update_lead":  # no such contact: a 207 OBJECT_NOT_FOUND for this input
             return WriteRecord("999999999", "score:missing", {"score": 5, "model_version": "score:missing"})
         contact = fake.create("contacts", {"email": "rejected-task@example.com"})
@@ -110,6 +131,10 @@ class HubSpotKit(SourceKit, DestinationKit):
                                                           "priority": "URGENT"})
 
     def effects(self, fake: HubSpotSandbox, operation: str, records: Sequence[WriteRecord]) -> dict[str, int]:
+        if operation == "update_account":
+            companies = fake.objects["companies"]
+            return {r.idempotency_key: int((companies.get(r.target) or {}).get("properties", {}).get(
+                "leadrelay_account_model_version") == r.idempotency_key) for r in records}
         if operation == "update_lead":
             found = {}
             for record in records:
@@ -175,13 +200,13 @@ def _ms(moment: datetime) -> int:
 
 
 class SalesforceKit(SourceKit, DestinationKit):
-    """Salesforce: Leads, Accounts, Tasks and opt-outs by SOQL on SystemModstamp; scores, owners and tasks
-    written through sObject Collections. The fake's org runs a lead assignment rule, so a write without
-    ``Sforce-Auto-Assign: FALSE`` loses the owner it set (and the owner check sees it)."""
+    """Salesforce: Leads, Accounts, Tasks and opt-outs by SOQL on SystemModstamp; scores, owners, tasks and
+    account scores (on Accounts) written through sObject Collections. The fake's org runs a lead assignment
+    rule, so a write without ``Sforce-Auto-Assign: FALSE`` loses the owner it set (and the owner check sees it)."""
 
     connector: ClassVar[type[Connector]] = SalesforceConnector
     bad_credentials: ClassVar[Mapping[str, Any]] = {"refresh_token": SF_BAD_REFRESH}
-    streams_under_test: ClassVar[Sequence[str]] = ("leads", "accounts", "activities", "consent")
+    streams_under_test: ClassVar[Sequence[str]] = ("leads", "accounts", "opportunities", "activities", "consent")
     overlap_seconds: ClassVar[float] = 300.0
     paging_rows: ClassVar[int] = 450  # Salesforce's smallest page is 200 rows: three pages
     batch_probe: ClassVar[int] = 200
@@ -216,6 +241,10 @@ class SalesforceKit(SourceKit, DestinationKit):
         if stream == "accounts":
             return fake.insert("Account", {"Name": f"Kit {index} Ltd", "Website": f"https://kit{index}.example",
                                            "NumberOfEmployees": 10 + index}, modified_ms=at, created_ms=at)
+        if stream == "opportunities":
+            return fake.insert("Opportunity", {"Name": f"Kit deal {index}", "StageName": "Prospecting",
+                                               "CloseDate": "2026-12-31", "Amount": 100.0 * index, "IsClosed": False,
+                                               "IsWon": False}, modified_ms=at, created_ms=at)
         if stream == "activities":
             return fake.insert("Task", {"WhoId": self._person(fake), "Type": "Call", "Subject": f"Call {index}"},
                                modified_ms=at, created_ms=at)
@@ -239,6 +268,14 @@ class SalesforceKit(SourceKit, DestinationKit):
 
     def sample_records(self, fake: SalesforceSandbox, operation: str, count: int) -> list[WriteRecord]:
         records = []
+        if operation == "update_account":
+            for _ in range(count):
+                n = len(fake.records["Account"]) + 1
+                account = fake.insert("Account", {"Name": f"Sample {n} Ltd", "Website": f"https://sample{n}.example"})
+                key = f"update_account:{account}:{n}"
+                records.append(WriteRecord(account, key, {"account_score": n % 99 + 1, "account_band": "B",
+                                                          "model_version": key}))
+            return records
         for _ in range(count):
             n = len(fake.records["Lead"]) + 1
             lead = fake.insert("Lead", {"LastName": f"Sample{n}", "Company": "Kit Ltd",
@@ -256,6 +293,9 @@ class SalesforceKit(SourceKit, DestinationKit):
         return records
 
     def rejected_record(self, fake: SalesforceSandbox, operation: str) -> WriteRecord | None:
+        if operation == "update_account":  # no such account: INVALID_CROSS_REFERENCE_KEY for this record only
+            return WriteRecord("001000000000999AAA", "update_account:missing",
+                               {"account_score": 5, "model_version": "x"})
         lead = fake.insert("Lead", {"LastName": "Rejected", "Company": "Kit Ltd"})
         if operation == "update_lead":  # no such lead: INVALID_CROSS_REFERENCE_KEY for this record only
             return WriteRecord("00Q000000000999AAA", "update_lead:missing", {"score": 5, "model_version": "x"})
@@ -274,6 +314,9 @@ class SalesforceKit(SourceKit, DestinationKit):
                 found[record.idempotency_key] = int(applied)
             elif operation == "assign_owner":
                 found[record.idempotency_key] = int(row.get("OwnerId") == record.payload.get("owner_id"))
+            elif operation == "update_account":
+                version = row.get("Leadrelay_Account_Model_Version__c")
+                found[record.idempotency_key] = int(version == record.idempotency_key)
             else:
                 found[record.idempotency_key] = sum(
                     1 for task in fake.records["Task"].values()
