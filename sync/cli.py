@@ -403,16 +403,20 @@ def _render_account_story(story: dict[str, Any]) -> str:
                      f"{score['model_version']}, {score['scored_at']})")
         lines += [f"    + {r}" for r in features.get("reasons_positive", [])]
         lines += [f"    - {r}" for r in features.get("reasons_negative", [])]
-    if features.get("values"):
-        check = "reproduces the stored score" if features["reproduces_score"] else features["note"]
-        lines.append(f"  features as of {features['as_of']} ({features['method']}; {check}):")
-        lines += [f"    {name} = {value}" for name, value in features["values"].items()]
-    elif features.get("note"):
-        lines.append(f"  features: {features['note']}")
+    lines += _feature_lines(features)
     for o in story["operations"]:
         error = f" — {o['last_error']}" if o["last_error"] else ""
         lines.append(f"  op #{o['id']} {o['operation']} → {o['destination']}: {o['status']}{error} ({o['reason']})")
     return "\n".join(lines)
+
+
+def _feature_lines(features: dict[str, Any]) -> list[str]:
+    """The explained features (lead or account): their values and whether they reproduce the stored score."""
+    if features.get("values"):
+        check = "reproduces the stored score" if features["reproduces_score"] else features["note"]
+        return [f"  features as of {features['as_of']} ({features['method']}; {check}):",
+                *(f"    {name} = {value}" for name, value in features["values"].items())]
+    return [f"  features: {features['note']}"] if features.get("note") else []
 
 
 def _render_story(story: dict[str, Any]) -> str:
@@ -425,12 +429,7 @@ def _render_story(story: dict[str, Any]) -> str:
         lines += [f"    + {r}" for r in score["reasons_positive"][:3]]
         lines += [f"    - {r}" for r in score["reasons_negative"][:3]]
     features = story.get("features") or {}
-    if features.get("values"):
-        check = "reproduces the stored score" if features["reproduces_score"] else features["note"]
-        lines.append(f"  features as of {features['as_of']} ({features['method']}; {check}):")
-        lines += [f"    {name} = {value}" for name, value in features["values"].items()]
-    elif features.get("note"):
-        lines.append(f"  features: {features['note']}")
+    lines += _feature_lines(features)
     for c in story["consent"]:
         lines.append(f"  consent {c['channel']}: {c['status']} from {c['effective_at']} ({c['source']})")
     for m in story["audiences"]:
