@@ -465,7 +465,17 @@ class QuotaExhausted(RetryLater):
 
 
 class FixConfiguration(ConnectorError):
-    """Credentials, scopes or settings are wrong; retrying will not help until a person acts."""
+    """Credentials, scopes or settings are wrong; retrying will not help until a person acts.
+
+    By default the destination's whole delivery stops for the run (bad credentials fail everything). With
+    ``operation_only`` only the operation that raised it waits (a custom field missing for one operation —
+    the account score fields — must not hold back lead writes); its records stay queued either way.
+    """
+
+    def __init__(self, message: str, *, connector: str | None = None, status: int | None = None,
+                 operation_only: bool = False) -> None:
+        super().__init__(message, connector=connector, status=status)
+        self.operation_only = operation_only
 
 
 class OutcomeUnknown(RetryLater):

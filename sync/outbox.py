@@ -94,6 +94,7 @@ class Deliverer:
         self.clock = clock
         self.concurrency = max(1, concurrency)
         self.report = DeliveryReport(destination)
+        self._skipped: set[str] = set()  # operations a configuration problem of their own holds back this run
 
     async def deliver(self) -> DeliveryReport:
         caps = self.connector.capabilities.operations
@@ -107,7 +108,7 @@ class Deliverer:
             after = 0
             # A window of the outbox at a time: memory stays flat however many operations are queued. An
             # operation that fails in this run is behind the window and waits for the next run.
-            while self.report.stopped is None:
+            while self.report.stopped is None and operation not in self._skipped:
                 ops = self.unit.open_operations(self.destination, operation, after_id=after, limit=WINDOW)
                 if not ops:
                     break
@@ -144,7 +145,7 @@ class Deliverer:
 
         async def one(batch: Sequence[StoredOp]) -> None:
             async with gate:
-                if self.report.stopped is None:
+                if self.report.stopped is None and operation not in self._skipped:
                     await self._send(operation, batch)
 
         results = await asyncio.gather(*(one(b) for b in batches), return_exceptions=True)
@@ -167,6 +168,9 @@ class Deliverer:
             except QuotaExhausted as exc:
                 self._stop_for_quota(exc)
             except FixConfiguration as exc:
+                if exc.operation_only:
+                    self._skip(operation, exc)
+                    raise _Stop(str(exc)) from None
                 self._stop(f"configuration: {exc}")
             except ConnectorError as exc:
                 held = unknown[i:]
@@ -195,6 +199,9 @@ class Deliverer:
         except QuotaExhausted as exc:
             self._stop_for_quota(exc)
         except FixConfiguration as exc:
+            if exc.operation_only:
+                self._skip(operation, exc)
+                return
             self._stop(f"configuration: {exc}")
         except OutcomeUnknown as exc:
             self._apply(batch, [RecordOutcome(op.idempotency_key, Outcome.UNKNOWN, str(exc)) for op in batch])
@@ -214,6 +221,12 @@ class Deliverer:
     def _stop_for_quota(self, exc: QuotaExhausted) -> NoReturn:
         when = f"; delivery resumes after {exc.resets_at.isoformat()}" if exc.resets_at else ""
         self._stop(f"quota exhausted: {exc}{when}")
+
+    def _skip(self, operation: str, exc: FixConfiguration) -> None:
+        """This operation waits for the next run (its records stay queued); the others go on. Said once."""
+        if operation not in self._skipped:
+            self._skipped.add(operation)
+            self.report.errors.append(f"{operation}: configuration: {exc} ({operation} waits in the outbox)")
 
     def _stop(self, why: str) -> NoReturn:
         self.report.stopped = why

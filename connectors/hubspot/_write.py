@@ -230,7 +230,7 @@ class Writer:
             shown = ", ".join(repr(name) for name in missing)
             raise FixConfiguration(
                 f"HubSpot companies have no property {shown}: create it in the portal (Settings › Properties › "
-                "Company) or change account_score_properties", connector=NAME)
+                "Company) or change account_score_properties", connector=NAME, operation_only=True)
 
     async def create_tasks(self, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
         key_property = self._config.task_key_property

@@ -172,7 +172,7 @@ class Writer:
                 raise FixConfiguration(
                     f"Salesforce Accounts have no field {shown}: create it (Setup › Object Manager › Account) and "
                     "give the integration user access, or change account_score_fields",
-                    connector=NAME, status=exc.status) from None
+                    connector=NAME, status=exc.status, operation_only=True) from None
             raise
 
     async def assign_owners(self, records: Sequence[WriteRecord]) -> list[RecordOutcome]:

@@ -11,6 +11,7 @@ from connectors.base import (
     Capabilities,
     Connector,
     ConnectorConfig,
+    FixConfiguration,
     GiveUp,
     OperationSpec,
     Outcome,
@@ -171,6 +172,38 @@ async def test_quota_exhaustion_stops_delivery_and_keeps_the_rest_open(store: St
     assert "resumes after 2026-03-01T01:00:00+00:00" in stopped
     with store.unit() as u:
         assert len(u.open_operations("dest")) == 8
+
+
+@pytest.mark.parametrize("operation_only", [True, False])
+@pytest.mark.anyio
+async def test_a_configuration_error_of_one_operation_holds_back_only_that_operation(
+        store: Store, operation_only: bool) -> None:
+    """A configuration problem the connector scopes to one operation (a missing custom field) leaves that
+    operation queued, said once, while the destination's other operations are delivered; an unscoped one (bad
+    credentials) stops the destination's delivery. Nothing is lost either way."""
+    def script(op: str, records: Sequence[WriteRecord]) -> list[RecordOutcome]:
+        if op == "update":  # declared first: delivered first
+            raise FixConfiguration("no field 'Score__c'", connector="scripted", operation_only=operation_only)
+        return [RecordOutcome(r.idempotency_key, Outcome.ACKNOWLEDGED, remote_id="new") for r in records]
+
+    _enqueue(store, 8, "update")
+    _enqueue(store, 3, "create")
+    dest = ScriptedDestination(script)
+    with store.unit() as u:
+        report = await Deliverer(u, dest, "dest", clock=lambda: NOW).deliver()
+    with store.unit() as u:
+        still_open = {op.operation for op in u.open_operations("dest")}
+        open_count = len(u.open_operations("dest"))
+    if operation_only:
+        assert report.stopped is None
+        assert report.errors == ["update: configuration: scripted: no field 'Score__c' (update waits in the outbox)"]
+        assert [c[0] for c in dest.calls].count("update") == 1  # not retried batch after batch in the run
+        assert report.outcomes["acknowledged"] == 3
+        assert (still_open, open_count) == ({"update"}, 8)
+    else:
+        assert report.stopped == "configuration: scripted: no field 'Score__c'"
+        assert "create" not in [c[0] for c in dest.calls]
+        assert (still_open, open_count) == ({"update", "create"}, 11)
 
 
 class Crash(BaseException):
