@@ -615,6 +615,9 @@ class Cycle:
                     for key, p, s, b in zip(scored.keys, scored.probability.tolist(), scored.score.tolist(),
                                             scored.band.tolist(), strict=True)]
             save_account_scores(self.unit, src, rows)
+            self.unit.audit([("account_score", r["account_key"], {
+                "score": r["score"], "band": r["band"], "probability": round(float(r["probability"]), 6),
+                "model_version": r["model_version"]}) for r in rows], self.now)
             self._account_scores.update({r["account_key"]: (int(r["score"]), str(r["band"])) for r in rows})
             self.report.account["scored"] += len(rows)
         self.report.seconds["account"] += time.perf_counter() - mark

@@ -21,7 +21,7 @@ from connectors.sandbox import HubSpotSandbox
 from connectors.sandbox._wire import iso_ms, to_ms
 from scoring import ScoringModel, compute_features
 from scoring.monitor import Reference, build_reference
-from sync import config
+from sync import audit, config
 from sync.alerts import evaluate_run
 from sync.cli import main
 from sync.decision_store import (
@@ -125,7 +125,7 @@ def _add_company(sandbox: HubSpotSandbox, company_id: str, *, contacts: int = 0,
 def test_changed_accounts_are_scored_even_without_leads(rig_factory: RigFactory,
                                                         account_model: dict[str, Any]) -> None:
     """A second cycle scores exactly the accounts that changed since the first — a new account with no leads,
-    an account whose row changed, the account of a changed lead — and no other."""
+    an account whose row changed, the account of a changed lead — and no other; each score is in the audit log."""
     rig = with_account(rig_factory(contacts=150), account_model["dir"])
     first = asyncio.run(rig.cycle())
     assert not first.errors
@@ -151,6 +151,10 @@ def test_changed_accounts_are_scored_even_without_leads(rig_factory: RigFactory,
     assert second.account["scored"] == 3
     assert lonely not in before
     assert after[lonely]["model_version"] == ScoringModel.load(account_model["dir"]).version
+    with rig.store.unit(dry_run=True) as unit:
+        audited = [e for e in audit.read(unit.conn, kind="account_score") if e.run_id == second.run_id]
+    assert {e.subject for e in audited} == {lonely, moved, of_lead}
+    assert {e.subject: e.data["score"] for e in audited} == {k: after[k]["score"] for k in (lonely, moved, of_lead)}
 
 
 def test_a_dry_run_scores_accounts_and_keeps_nothing(rig_factory: RigFactory, account_model: dict[str, Any]) -> None:
