@@ -1,11 +1,12 @@
 """Sales dispositions as events: a rep's verdict on a lead, recorded when it changes, for labels.
 
-A rep marks a lead in the CRM — HubSpot's *Lead Status* (``hs_lead_status``: ``UNQUALIFIED``, ``OPEN_DEAL``,
-…), Salesforce's Lead ``Status`` — and that judgement can train the next model
-(``[scoring.question] target = { event = "disposition", positive = [...], negative = [...] }``). With
-``disposition_field`` set on a pipeline, every lead pulled whose value of that field differs from the
-stored one (or that is seen for the first time with a value) yields one ``disposition`` activity at the
-lead's modification time, with ``value``, ``previous`` and ``field`` in its attributes.
+A rep marks a lead in the CRM — HubSpot's *Lead Status* (``hs_lead_status``: ``UNQUALIFIED``,
+``OPEN_DEAL``, …), Salesforce's Lead ``Status`` (the canonical ``lifecycle_stage`` by default) — and that
+judgement can train the next model (``[scoring.question] target = { event = "disposition",
+positive = [...], negative = [...] }``). With ``disposition_field`` set on a pipeline, every lead pulled
+whose value of that field differs from the stored one (or that is seen for the first time with a value)
+yields one ``disposition`` activity at the lead's modification time, with ``value``, ``previous`` and
+``field`` in its attributes.
 
 The field is a canonical lead field (``lifecycle_stage``, ``title``…) or a source property copied into the
 lead's attributes (HubSpot ``extra_contact_properties``, Salesforce ``extra_lead_fields``). The activity's
