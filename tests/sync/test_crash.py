@@ -12,6 +12,7 @@ each test compares the sandbox with the agent's own store (its scores and its le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -27,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.sandbox import HubSpotSandbox, generate_dataset, serve_on_loopback
+from sync.decision_store import AccountScoreRow
 from sync.store import OPEN_STATUSES, Store
 from tests.sync.rig import DESTINATION, TASK_OPERATION, TOKEN, destination_state, ledger_mismatches, outbox_rows
+from tests.sync.test_accounts import account_model  # noqa: F401 - the module-scoped trained account model
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTACTS = 300  # three score batches of at most 100
@@ -54,6 +58,8 @@ def request_kind(method: str, path: str) -> str:
         return "events"
     if path == "/crm/v3/objects/contacts/batch/update":
         return "update"
+    if path == "/crm/v3/objects/companies/batch/update":
+        return "account_update"
     if path == "/crm/v3/objects/tasks/batch/create":
         return "create"
     if path == "/crm/v3/objects/tasks/search":
@@ -159,14 +165,15 @@ class Portal:
             return u.scores(DESTINATION)
 
 
-def write_config(path: Path, base_url: str, store_url: str, model_dir: Path) -> None:
+def write_config(path: Path, base_url: str, store_url: str, model_dir: Path, account_dir: Path | None = None) -> None:
+    account = f'\n[scoring.account]\nmodel_dir = "{account_dir}"\n' if account_dir is not None else ""
     path.write_text(f"""
 [store]
 url = "{store_url}"
 
 [scoring]
 model_dir = "{model_dir}"
-
+{account}
 [connections.hubspot]
 type = "hubspot"
 token = "{TOKEN}"
@@ -184,6 +191,12 @@ min_score = {HOT}
 
 @pytest.fixture
 def portal(tmp_path: Path, model_dir: Path) -> Iterator[Portal]:
+    with open_portal(tmp_path, model_dir) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def open_portal(tmp_path: Path, model_dir: Path, account_dir: Path | None = None) -> Iterator[Portal]:
     # The agent scores as of the real now: the portal's history ends now too, inside its retention window.
     now = datetime.now(UTC).replace(microsecond=0)
     sandbox = HubSpotSandbox(token=TOKEN)
@@ -192,7 +205,7 @@ def portal(tmp_path: Path, model_dir: Path) -> Iterator[Portal]:
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
     # A request the switch answers by killing its sender is an application error to uvicorn: quiet it.
     with serve_on_loopback(switch, log_level="critical") as base_url:
-        write_config(tmp_path / "leadrelay.toml", base_url, store_url, model_dir)
+        write_config(tmp_path / "leadrelay.toml", base_url, store_url, model_dir, account_dir)
         store = Store(store_url)
         try:
             yield Portal(sandbox, switch, tmp_path / "leadrelay.toml", store)
@@ -271,3 +284,25 @@ def test_a_kill_after_changed_leads_are_stored_still_rescores_them(portal: Porta
     assert [cid for cid in changed if after[cid]["scored_at"] < changed_at] == []  # none left stale
     assert any(after[cid]["score"] != before[cid]["score"] for cid in changed)  # the change mattered
     assert_nothing_lost_or_duplicated(portal)
+
+
+@pytest.mark.parametrize("after_effect", [False, True])
+def test_a_kill_at_an_account_score_write_loses_nothing(
+        tmp_path: Path, model_dir: Path, account_model: dict[str, Any], after_effect: bool) -> None:  # noqa: F811
+    """Killed at the first companies batch update (update_account) — before the CRM saw it, or after the CRM
+    applied it and before the answer left — the restarted agent delivers it: every account it scored carries
+    its stored score and band, the ledger is the sandbox and nothing is left open."""
+    with open_portal(tmp_path, model_dir, account_model["dir"]) as portal:
+        portal.crash(KillPoint("account_update", 1, after_effect=after_effect))
+        applied = [c["properties"].get("leadrelay_account_score") for c in portal.sandbox.objects["companies"].values()]
+        assert any(applied) is after_effect  # the killed run's batch took effect only when killed after it
+        portal.run_to_completion()
+        with portal.store.unit(dry_run=True) as u:
+            stored = {r.account_key: (str(r.score), r.band)
+                      for r in u.conn.execute(sa.select(AccountScoreRow.__table__))}
+        companies = portal.sandbox.objects["companies"]
+        assert stored
+        assert {k: (companies[k]["properties"].get("leadrelay_account_score"),
+                    companies[k]["properties"].get("leadrelay_account_band")) for k in stored} == stored
+        assert ledger_mismatches(portal.store, portal.sandbox) == []
+        assert {r["status"] for r in outbox_rows(portal.store)} <= {"acknowledged", "superseded"}
