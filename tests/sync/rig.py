@@ -78,16 +78,26 @@ def build_settings(base_url: str, work: Path, model_dir: Path, *, retry: Mapping
 
 def train_model(work: Path) -> Path:
     """A real model trained from a sandbox history (in-process transport, to keep it fast); its folder."""
-    sandbox = HubSpotSandbox(token=TOKEN, clock=lambda: T0)
-    sandbox.load(generate_dataset(seed=11, contacts=1200, now=T0))
-    settings = build_settings("http://sandbox", work, work / "model")
-    store = Store(settings.store.url)
-    store.create_all()
-    asyncio.run(run_cycle(settings, "main", store, clock=lambda: T0,
-                          transports={"hubspot": httpx.ASGITransport(app=sandbox.app)}))
+    settings, store = pull_history(work)
     train_from_store(settings, "main", store, now=T0)
     store.close()
     return work / "model"
+
+
+def pull_history(work: Path) -> tuple[Settings, Store]:
+    """Settings with ``[scoring.account]`` (its registry in ``work/account``) and a store holding a sandbox
+    history — 1,200 contacts with their companies, deals and activities, pulled in-process as of T0 — for the
+    account-model tests to train from."""
+    sandbox = HubSpotSandbox(token=TOKEN, clock=lambda: T0)
+    sandbox.load(generate_dataset(seed=11, contacts=1200, now=T0))
+    settings = build_settings("http://sandbox", work, work / "model")
+    settings = settings.model_copy(update={"scoring": settings.scoring.model_copy(
+        update={"account": config.AccountScoringSettings(model_dir=str(work / "account"))})})
+    store = Store(settings.store.url)
+    store.create_all()
+    asyncio.run(run_cycle(settings, "main", store, clock=lambda: T0, score=False,
+                          transports={"hubspot": httpx.ASGITransport(app=sandbox.app)}))
+    return settings, store
 
 
 class Rig:

@@ -8,22 +8,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
-from connectors.sandbox import HubSpotSandbox, generate_dataset
 from scoring import ScoringModel, build_examples
 from sync import config
 from sync.config import ConfigError, Settings
 from sync.decision_store import account_scores
-from sync.pipeline import run_cycle
 from sync.report import render_training
 from sync.store import Store
 from sync.subjects import build_account_subjects
 from sync.training import account_examples, account_feature_spec, account_question, train_accounts_from_store
 from tests.sync.conftest import RigFactory
-from tests.sync.rig import T0, TOKEN, Rig, build_settings
+from tests.sync.rig import T0, TOKEN, Rig, pull_history
 
 DAY = timedelta(days=1)
 
@@ -53,15 +50,7 @@ def with_account(rig: Rig, account_dir: Path, *, store: Store | None = None, map
 def account_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real account model trained from the sandbox history the lead model fixture learns from."""
     work = tmp_path_factory.mktemp("account")
-    sandbox = HubSpotSandbox(token=TOKEN, clock=lambda: T0)
-    sandbox.load(generate_dataset(seed=11, contacts=1200, now=T0))
-    settings = build_settings("http://sandbox", work, work / "model")
-    settings = settings.model_copy(update={"scoring": settings.scoring.model_copy(
-        update={"account": config.AccountScoringSettings(model_dir=str(work / "account"))})})
-    store = Store(settings.store.url)
-    store.create_all()
-    asyncio.run(run_cycle(settings, "main", store, clock=lambda: T0, score=False,
-                          transports={"hubspot": httpx.ASGITransport(app=sandbox.app)}))
+    settings, store = pull_history(work)
     mark = time.perf_counter()
     result = train_accounts_from_store(settings, "main", store, now=T0)
     seconds = time.perf_counter() - mark

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -31,7 +30,7 @@ from sync.training import (
     account_question,
     train_accounts_from_store,
 )
-from tests.sync.rig import T0, TOKEN, build_settings
+from tests.sync.rig import T0, TOKEN, build_settings, pull_history
 
 DAY = timedelta(days=1)
 SF_CLIENT_ID = "3MVG9-opps-test"
@@ -234,17 +233,7 @@ def test_an_opportunity_after_the_cutoff_changes_no_feature() -> None:
 @pytest.fixture(scope="module")
 def pulled_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Store]:
     """A store holding a HubSpot sandbox's history (1,200 contacts, their companies and deals)."""
-    work = tmp_path_factory.mktemp("opps")
-    sandbox = HubSpotSandbox(token=TOKEN, clock=lambda: T0)
-    sandbox.load(generate_dataset(seed=11, contacts=1200, now=T0))
-    settings = build_settings("http://sandbox", work, work / "model")
-    settings = settings.model_copy(update={"scoring": settings.scoring.model_copy(
-        update={"account": config.AccountScoringSettings(model_dir=str(work / "account"))})})
-    store = Store(settings.store.url)
-    store.create_all()
-    asyncio.run(run_cycle(settings, "main", store, clock=lambda: T0, score=False,
-                          transports={"hubspot": httpx.ASGITransport(app=sandbox.app)}))
-    return settings, store
+    return pull_history(tmp_path_factory.mktemp("opps"))
 
 
 def test_account_model_trains_on_opportunities_from_the_store(pulled_store: tuple[Settings, Store]) -> None:
