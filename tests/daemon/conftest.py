@@ -3,40 +3,20 @@ with other tests on ``test``), SQLite files, and the session's trained model."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from tests.sync.conftest import PG_URL, _pg_available, model_dir, rig_factory  # noqa: F401 - shared fixtures
-
-
-def _pg_or_skip() -> None:
-    problem = _pg_available()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required in CI and is not reachable at {PG_URL}: {problem}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+from tests.sync.conftest import model_dir, rig_factory  # noqa: F401 - shared fixtures
+from tests.sync.pgdb import own_database
 
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for one test (dropped after it); its URL."""
-    _pg_or_skip()
-    name = f"leadrelay_daemon_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with own_database("leadrelay_daemon") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
