@@ -216,6 +216,7 @@ class Cycle:
         self._account_fields_decided: tuple[bool, frozenset[str] | None] | None = None  # see _account_fields
         self._account_watch: Any = None  # serving.DriftWatch of the account model, when it has a reference
         self._account_shadow: Any = None  # serving.ShadowComparison of the account challenger
+        self._account_target = ""  # the account question's target event, set by _start_accounts
         self.affected: set[str] = set()
         self.scored_keys: set[str] = set()
         self._owners: dict[str, str] = {}
@@ -544,8 +545,10 @@ class Cycle:
         """The account model's run: its report entry, its drift watch (against its own training reference) and
         its challenger in shadow, as the lead model has."""
         from sync import serving
+        from sync.training import account_question
 
         assert self.account_model is not None
+        self._account_target = account_question(self.settings).target.event
         self.report.account = {"model_version": self.account_model.version, "scored": 0}
         self.report.seconds["account"] = 0.0
         reference = serving.read_reference(self.settings, self.account_model.version,
@@ -629,10 +632,10 @@ class Cycle:
         never a training example, and its engagement would read as drift."""
         import numpy as np
 
-        from sync.training import account_question
+        from sync.subjects import OPPORTUNITY_EVENT
 
         rows = np.arange(len(scored))
-        if account_question(self.settings).target.event != "opportunity":
+        if self._account_target != OPPORTUNITY_EVENT:
             return rows
         taken = self.unit.opportunities_of_accounts(self.pipe.source, keys, until=self.now)
         return rows[np.array([key not in taken for key in scored], dtype=bool)]
@@ -698,8 +701,7 @@ class Cycle:
         version = self.account_model.version
         out: list[DesiredWrite] = []
         for account in fresh:
-            held = self._account_scores[account]
-            score, band = held[0], held[1]
+            score, band = self._account_scores[account]
             payload: dict[str, Any] = {"account_score": score, "account_band": band, "model_version": version}
             if keys is not None:  # what the destination does not map is neither sent nor compared
                 payload = {k: v for k, v in payload.items() if k in keys}
